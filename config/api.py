@@ -1,0 +1,92 @@
+"""The JSON API at /api/: Statehouse's own resources and the LangGraph Server surface.
+
+Errors are ``{"detail": ...}`` with 400/401/404/409/413/422/429; authorization hides
+other owners' objects behind 404.
+"""
+
+from django.conf import settings
+from django.contrib.admin.views.decorators import staff_member_required
+from django.core.exceptions import RequestDataTooBig
+from django.db import DataError
+from django.http import Http404
+from ninja import NinjaAPI
+from ninja.errors import AuthenticationError
+from ninja.throttling import AuthRateThrottle
+
+from core.api_auth import API_AUTH
+from core.metadata import InvalidJSON
+from core.state import EntityNotFound, InvalidState, StateConflict
+from history_app.budgets import BudgetExceeded
+from threads_app import services as runs
+
+api = NinjaAPI(
+    title="Statehouse API",
+    version="1.0",
+    description=(
+        "Sessions, history, usage and checkpoints, plus the LangGraph Server API "
+        "(assistants, threads, runs) for the official langgraph-sdk client."
+    ),
+    auth=API_AUTH,
+    throttle=[AuthRateThrottle(settings.STATEHOUSE_API_RATE)],
+    docs_decorator=staff_member_required,
+    urls_namespace="api",
+)
+
+
+def _detail(request, message, status):
+    return api.create_response(request, {"detail": message}, status=status)
+
+
+@api.exception_handler(AuthenticationError)
+def unauthorized(request, exc):
+    return _detail(request, "Authentication required: an API key (X-Api-Key) or a login", 401)
+
+
+@api.exception_handler(Http404)
+@api.exception_handler(EntityNotFound)
+@api.exception_handler(runs.WorkflowNotFound)
+def not_found(request, exc):
+    return _detail(request, str(exc) or "Not found", 404)
+
+
+@api.exception_handler(StateConflict)
+@api.exception_handler(runs.RunRejected)
+@api.exception_handler(runs.RunFinished)
+def conflict(request, exc):
+    return _detail(request, str(exc), 409)
+
+
+@api.exception_handler(runs.InvalidRun)
+@api.exception_handler(InvalidState)
+@api.exception_handler(InvalidJSON)
+def unprocessable(request, exc):
+    return _detail(request, str(exc), 422)
+
+
+@api.exception_handler(DataError)
+def bad_value(request, exc):
+    """The database refused a value from the request (a NUL character, a number too big)."""
+    message = str(exc).splitlines()[0] if str(exc) else "invalid value"
+    return _detail(request, f"A value in the request cannot be used: {message}", 422)
+
+
+@api.exception_handler(RequestDataTooBig)
+def too_large(request, exc):
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    return _detail(request, f"Request body larger than {limit} bytes", 413)
+
+
+@api.exception_handler(BudgetExceeded)
+def over_budget(request, exc):
+    return _detail(request, str(exc), 429)
+
+
+from checkpoints_app.api import router as checkpoints_router  # noqa: E402
+from history_app.api import router as history_router  # noqa: E402
+from sessions_app.api import router as sessions_router  # noqa: E402
+from threads_app.api import langgraph_router  # noqa: E402
+
+api.add_router("", langgraph_router)
+api.add_router("", sessions_router)
+api.add_router("", history_router)
+api.add_router("", checkpoints_router)

@@ -1,0 +1,11 @@
+"""The Celery app. Broker: Redis in production, ``memory://`` in embedded mode."""
+
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+app = Celery("statehouse")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()

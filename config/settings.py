@@ -1,0 +1,229 @@
+"""Statehouse settings: one module, driven by the environment.
+
+Embedded mode (the default) needs nothing set: SQLite in ``var/``, the in-memory Celery
+broker and channel layer. Production sets ``DATABASE_URL`` (PostgreSQL) and ``REDIS_URL``.
+"""
+
+import secrets
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from config.env import env_bool, env_float, env_int, env_list, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(env_str("STATEHOUSE_VAR_DIR", str(BASE_DIR / "var")))
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+DEBUG = env_bool("DEBUG", False)
+TESTING = env_bool("STATEHOUSE_TESTING", False)
+
+
+def _local_secret_key() -> str:
+    """A key generated once into var/ for local development and tests."""
+    path = VAR_DIR / "secret_key"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(50))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+SECRET_KEY = env_str("SECRET_KEY")
+if not SECRET_KEY:
+    if not (DEBUG or TESTING):
+        raise ImproperlyConfigured(
+            "SECRET_KEY must be set when DEBUG is off (set DEBUG=1 for local development)."
+        )
+    SECRET_KEY = _local_secret_key()
+
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+if env_bool("SECURE_PROXY_SSL", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "channels",
+    "core",
+    "sessions_app",
+    "threads_app",
+    "checkpoints_app",
+    "history_app",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+ASGI_APPLICATION = "config.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -------------------------------------------------------------------------
+
+DATABASE_URL = env_str("DATABASE_URL")
+if DATABASE_URL:
+    # Under ASGI every request may run on a thread of its own, so connections are not
+    # kept per thread (CONN_MAX_AGE 0); set DB_POOL_MAX to share a pool per process.
+    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
+    if DATABASES["default"]["ENGINE"].endswith("postgresql") and env_int("DB_POOL_MAX", 0):
+        DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+            "min_size": env_int("DB_POOL_MIN", 1),
+            "max_size": env_int("DB_POOL_MAX", 0),
+            "timeout": env_float("DB_POOL_TIMEOUT_S", 30.0),
+        }
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": VAR_DIR / "statehouse.sqlite3",
+            "OPTIONS": {
+                # Writers take the lock when the transaction starts, so two writers never
+                # deadlock upgrading a read lock; WAL lets readers run beside one writer.
+                "transaction_mode": "IMMEDIATE",
+                "timeout": env_float("SQLITE_BUSY_TIMEOUT_S", 20.0),
+                "init_command": (
+                    "PRAGMA journal_mode=WAL;PRAGMA synchronous=NORMAL;PRAGMA foreign_keys=ON;"
+                ),
+            },
+            # A file (not :memory:) so that worker threads and test threads share it.
+            "TEST": {"NAME": str(VAR_DIR / "test.sqlite3")},
+        }
+    }
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+if TESTING:
+    # Fast hashing for the many users tests create; never used outside tests.
+    PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+LOGIN_URL = "admin:login"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+STATIC_ROOT.mkdir(exist_ok=True)
+STATICFILES_DIRS = [BASE_DIR / "static"] if (BASE_DIR / "static").is_dir() else []
+# Serve straight from the app folders in development and tests (no collectstatic needed).
+WHITENOISE_USE_FINDERS = DEBUG or TESTING
+
+# --- Redis, Celery, Channels -----------------------------------------------------------
+
+REDIS_URL = env_str("REDIS_URL")
+
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL or "memory://")
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Runs carry database leases; the visibility timeout only bounds how long a message of a
+# dead worker stays hidden, so it is kept above the longest lease.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_S", 3600)}
+
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {
+                "hosts": [REDIS_URL],
+                "capacity": env_int("CHANNELS_CAPACITY", 1000),
+                "expiry": 30,
+                "prefix": env_str("CHANNELS_PREFIX", "statehouse"),
+            },
+        }
+    }
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+# --- Statehouse ------------------------------------------------------------------------
+
+# The langgraph.json whose graphs Statehouse runs (LangGraph's own format).
+STATEHOUSE_GRAPHS_FILE = env_str("STATEHOUSE_GRAPHS_FILE", str(BASE_DIR / "langgraph.json"))
+
+# Runs: a worker holds a lease on the run it executes and renews it with a heartbeat;
+# the sweeper requeues runs whose lease expired (their worker died).
+STATEHOUSE_RUN_LEASE_S = env_float("STATEHOUSE_RUN_LEASE_S", 30.0)
+STATEHOUSE_HEARTBEAT_S = env_float("STATEHOUSE_HEARTBEAT_S", 0)  # 0: a third of the lease
+STATEHOUSE_SWEEP_INTERVAL_S = env_float("STATEHOUSE_SWEEP_INTERVAL_S", 10.0)
+STATEHOUSE_RUN_MAX_ATTEMPTS = env_int("STATEHOUSE_RUN_MAX_ATTEMPTS", 3)
+STATEHOUSE_RUN_TIMEOUT_S = env_float("STATEHOUSE_RUN_TIMEOUT_S", 3600.0)
+# A pending run nobody picked up for this long is enqueued again (a lost message).
+STATEHOUSE_PENDING_RESEND_S = env_float("STATEHOUSE_PENDING_RESEND_S", 60.0)
+# Run event logs (for stream replay) older than this are deleted by the sweeper.
+STATEHOUSE_RUN_EVENTS_KEEP_DAYS = env_int("STATEHOUSE_RUN_EVENTS_KEEP_DAYS", 14)
+CELERY_TASK_DEFAULT_QUEUE = env_str("STATEHOUSE_QUEUE", "statehouse")
+
+# The JSON API: requests per user (or key owner), and the largest request body.
+STATEHOUSE_API_RATE = env_str("STATEHOUSE_API_RATE", "6000/m")
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("STATEHOUSE_MAX_REQUEST_BYTES", 2 * 1024 * 1024)
+STATEHOUSE_API_MAX_LIMIT = 1000
+STATEHOUSE_SSE_HEARTBEAT_S = env_float("STATEHOUSE_SSE_HEARTBEAT_S", 10.0)
+# Threads of stateless runs (POST /runs...) are deleted this long after they finish.
+STATEHOUSE_TEMPORARY_THREAD_TTL_S = env_float("STATEHOUSE_TEMPORARY_THREAD_TTL_S", 300.0)
+
+# Largest JSON state (of one entity) the state manager accepts.
+STATEHOUSE_MAX_STATE_BYTES = env_int("STATEHOUSE_MAX_STATE_BYTES", 1024 * 1024)
+
+# Checkpoint retention (manage.py prune_checkpoints): keep the newest N checkpoints of each
+# thread namespace, delete those older than D days; 0 = unlimited. A namespace's latest
+# checkpoint is never deleted.
+STATEHOUSE_CHECKPOINT_KEEP_LAST = env_int("STATEHOUSE_CHECKPOINT_KEEP_LAST", 0)
+STATEHOUSE_CHECKPOINT_MAX_AGE_DAYS = env_int("STATEHOUSE_CHECKPOINT_MAX_AGE_DAYS", 0)
+
+# History: the session context window (messages), /metrics access, budget alert webhooks.
+STATEHOUSE_CONTEXT_WINDOW = env_int("STATEHOUSE_CONTEXT_WINDOW", 20)
+# Bearer token for /metrics (staff users may also read it logged in); empty: staff only.
+STATEHOUSE_METRICS_TOKEN = env_str("STATEHOUSE_METRICS_TOKEN")
+# Where budget alerts are POSTed when a budget names no webhook of its own (empty: none),
+# and the secret their HMAC-SHA256 signature (X-Statehouse-Signature) is made with.
+STATEHOUSE_ALERT_WEBHOOK_URL = env_str("STATEHOUSE_ALERT_WEBHOOK_URL")
+STATEHOUSE_WEBHOOK_SECRET = env_str("STATEHOUSE_WEBHOOK_SECRET")
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+}

@@ -1,0 +1,21 @@
+from django.contrib import admin
+from django.urls import include, path
+from django.views.generic import RedirectView
+
+from config.api import api
+
+admin.site.site_header = "Statehouse"
+admin.site.site_title = "Statehouse"
+admin.site.index_title = "Agent state"
+# The admin's "View site" leads to the live status pages.
+admin.site.site_url = "/status/"
+
+urlpatterns = [
+    path("", RedirectView.as_view(pattern_name="admin:index", permanent=False)),
+    path("admin/", admin.site.urls),
+    path("api/", api.urls),
+    # /status/: live status pages (dashboard, sessions, threads)
+    path("status/", include("config.status_urls")),
+    # /usage/ (dashboard, CSV), /metrics, /healthz
+    path("", include("history_app.urls")),
+]

@@ -1,0 +1,129 @@
+"""Live status badges and status-page links, shared by the status pages and the admin.
+
+A badge is a ``<span>`` naming its entity and id in data attributes; the page's live
+script (``core/static/statehouse/live.js``) updates every badge of an entity when a state
+change of it arrives on the page's feed.
+"""
+
+import json
+from decimal import Decimal
+
+from django.contrib import admin
+from django.urls import reverse
+from django.utils.html import format_html
+
+from core.ids import short_id
+
+# Feeds (WebSocket paths) the pages subscribe to.
+DASHBOARD_FEED = "/ws/dashboard/"
+
+
+def feed_path(entity_type: str, pk) -> str:
+    return f"/ws/{entity_type}s/{pk}/"
+
+
+def badge(entity_type: str, pk, status: str) -> str:
+    return format_html(
+        '<span class="sh-badge sh-status-{}" data-live-entity="{}" data-live-id="{}">{}</span>',
+        status,
+        entity_type,
+        pk,
+        status,
+    )
+
+
+def status_url(obj) -> str:
+    """The status page of a session, thread or run (a run's is its thread's page)."""
+    entity_type = getattr(obj, "state_entity_type", "")
+    if entity_type == "session":
+        return reverse("status:session", args=[obj.pk])
+    if entity_type == "thread":
+        return reverse("status:thread", args=[obj.pk])
+    if entity_type == "run":
+        return reverse("status:run", args=[obj.pk])
+    raise ValueError(f"no status page for {obj!r}")
+
+
+@admin.display(description="status", ordering="status")
+def live_status(obj) -> str:
+    """An admin column (and read-only field): the status as a live badge."""
+    return badge(obj.state_entity_type, obj.pk, obj.status)
+
+
+@admin.display(description="live")
+def status_page_link(obj) -> str:
+    """An admin column (and read-only field): a link to the object's status page."""
+    return format_html('<a class="sh-status-link" href="{}">status page</a>', status_url(obj))
+
+
+def money(value) -> str:
+    """Dollars: cents from a dollar up, the significant digits below."""
+    if value is None or value == "":
+        return "—"
+    value = Decimal(value)
+    if value == 0:
+        return "$0"
+    if abs(value) >= 1:
+        return f"${value:,.2f}"
+    text = f"${abs(value):.6f}".rstrip("0").rstrip(".")
+    if text == "$0":
+        text = "<$0.000001"
+    return f"-{text}" if value < 0 else text
+
+
+def tokens(value) -> str:
+    return f"{int(value or 0):,}"
+
+
+def message_text(content) -> str:
+    """A message's content as text: strings as they are, text blocks joined."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = []
+        for block in content:
+            if isinstance(block, str):
+                parts.append(block)
+            elif isinstance(block, dict) and isinstance(block.get("text"), str):
+                parts.append(block["text"])
+            else:
+                parts.append(json.dumps(block, default=str, ensure_ascii=False))
+        return "".join(parts)
+    return json.dumps(content, default=str, ensure_ascii=False)
+
+
+ROLES = {"human": "user", "ai": "assistant", "tool": "tool", "system": "system"}
+
+
+def message_role(kind) -> str:
+    """user, assistant, tool or system from a LangChain message type (chunks too)."""
+    kind = str(kind or "").lower().removesuffix("chunk").removesuffix("message")
+    return ROLES.get(kind, kind or "message")
+
+
+def tool_call_labels(calls) -> list[str]:
+    """``name({"arg": ...})`` for each tool call of a message."""
+    labels = []
+    for call in calls or []:
+        if isinstance(call, dict):
+            args = json.dumps(call.get("args", {}), default=str, ensure_ascii=False)
+            labels.append(f"{call.get('name', '?')}({args})")
+    return labels
+
+
+__all__ = [
+    "DASHBOARD_FEED",
+    "badge",
+    "feed_path",
+    "live_status",
+    "message_role",
+    "message_text",
+    "money",
+    "short_id",
+    "status_page_link",
+    "status_url",
+    "tokens",
+    "tool_call_labels",
+]

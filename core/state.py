@@ -1,0 +1,371 @@
+"""The state manager: every change to a stateful entity goes through here.
+
+One call is one transaction: load the row, validate the changes, write them with a
+compare-and-set on ``version``, then announce the change on the ``state_changed`` signal.
+Receivers run in the same transaction, so a receiver that raises rolls the change back.
+
+Entity types come from a registry built from the installed models that subclass
+:class:`core.models.StatefulModel` (``state_entity_type = "session"``, ...).
+"""
+
+import datetime
+import decimal
+import uuid
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+from django.apps import apps
+from django.conf import settings
+from django.core.exceptions import FieldDoesNotExist, ValidationError
+from django.db import DEFAULT_DB_ALIAS, models, router, transaction
+
+from core.events import ChangeKind, StateChange, state_changed
+from core.metadata import InvalidJSON, json_size
+from core.models import StatefulModel
+from core.time import now
+
+
+class StateError(Exception):
+    """Base of the state manager's errors."""
+
+
+class EntityNotFound(StateError, LookupError):
+    def __init__(self, entity_type: str, entity_id: object):
+        self.entity_type = entity_type
+        self.entity_id = entity_id
+        super().__init__(f"{entity_type} {entity_id} does not exist")
+
+
+class StateConflict(StateError):
+    """The entity changed since the caller read it; nothing was written."""
+
+    def __init__(self, entity_type: str, entity_id: object, expected: int | None, actual: int):
+        self.entity_type = entity_type
+        self.entity_id = entity_id
+        self.expected_version = expected
+        self.actual_version = actual
+        super().__init__(
+            f"{entity_type} {entity_id} was changed concurrently "
+            f"(expected version {expected}, found {actual})"
+        )
+
+
+class InvalidState(StateError, ValueError):
+    """The requested state is not acceptable; nothing was written."""
+
+
+# --- registry -----------------------------------------------------------------------
+
+
+@cache
+def _registry() -> dict[str, type[StatefulModel]]:
+    registry: dict[str, type[StatefulModel]] = {}
+    for model in apps.get_models():
+        entity_type = getattr(model, "state_entity_type", "")
+        if issubclass(model, StatefulModel) and entity_type:
+            if entity_type in registry:
+                raise RuntimeError(f"two models claim entity type {entity_type!r}")
+            registry[entity_type] = model
+    return registry
+
+
+def entity_types() -> list[str]:
+    return sorted(_registry())
+
+
+def entity_model(entity_type: str) -> type[StatefulModel]:
+    try:
+        return _registry()[entity_type]
+    except KeyError:
+        raise InvalidState(
+            f"unknown entity type {entity_type!r}; known: {', '.join(entity_types())}"
+        ) from None
+
+
+def entity_type_of(obj_or_model: StatefulModel | type[StatefulModel]) -> str:
+    return obj_or_model.state_entity_type
+
+
+# --- state serialization ----------------------------------------------------------------
+
+
+def _plain(value: Any) -> Any:
+    """A field value as JSON-friendly data (what the payload and StateEvent carry)."""
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, datetime.datetime | datetime.date):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    return value
+
+
+@dataclass(frozen=True)
+class _Spec:
+    """What the state manager knows about one model, computed once."""
+
+    attnames: tuple[str, ...]
+    writable: dict[str, models.Field]  # accepted change key -> field
+    json_fields: frozenset[str]
+
+
+_SYSTEM_FIELDS = frozenset({"id", "version", "created_at", "updated_at"})
+
+
+@cache
+def _spec(model: type[StatefulModel]) -> _Spec:
+    fields = model._meta.concrete_fields
+    writable: dict[str, models.Field] = {}
+    for field in fields:
+        if field.name in _SYSTEM_FIELDS or field.name in model.state_readonly_fields:
+            continue
+        writable[field.name] = field
+        writable[field.attname] = field  # "session" and "session_id" both accepted
+    return _Spec(
+        attnames=tuple(f.attname for f in fields),
+        writable=writable,
+        json_fields=frozenset(f.attname for f in fields if isinstance(f, models.JSONField)),
+    )
+
+
+def to_state(obj: StatefulModel) -> dict[str, Any]:
+    """The entity's state: every concrete field by attname, as JSON-friendly values."""
+    return {name: _plain(getattr(obj, name)) for name in _spec(type(obj)).attnames}
+
+
+def _check_size(entity_type: str, state: dict[str, Any]) -> None:
+    try:
+        size = json_size(state)
+    except InvalidJSON as exc:
+        raise InvalidState(f"{entity_type} state cannot be stored: {exc}") from None
+    limit = settings.STATEHOUSE_MAX_STATE_BYTES
+    if size > limit:
+        raise InvalidState(
+            f"{entity_type} state is {size} bytes, more than STATEHOUSE_MAX_STATE_BYTES ({limit})"
+        )
+
+
+def _apply(
+    obj: StatefulModel, entity_type: str, changes: dict[str, Any], validate: bool = True
+) -> list[str]:
+    """Set the changes on ``obj`` and validate them; returns the attnames touched."""
+    if not isinstance(changes, dict):
+        raise InvalidState(f"changes must be a dict, got {type(changes).__name__}")
+    spec = _spec(type(obj))
+    unknown = sorted(key for key in changes if key not in spec.writable)
+    if unknown:
+        raise InvalidState(f"{entity_type} has no writable field(s): {', '.join(unknown)}")
+    touched = []
+    for key, value in changes.items():
+        field = spec.writable[key]
+        setattr(obj, key, value)
+        touched.append(field.attname)
+    if not validate:
+        return touched
+    names = {spec.writable[key].name for key in changes}
+    try:
+        obj.clean_fields(exclude=[f.name for f in obj._meta.fields if f.name not in names])
+    except ValidationError as exc:
+        raise InvalidState(f"invalid {entity_type}: {_describe(exc)}") from None
+    return touched
+
+
+def _describe(exc: ValidationError) -> str:
+    if hasattr(exc, "error_dict"):
+        return "; ".join(f"{name}: {' '.join(msgs)}" for name, msgs in exc.message_dict.items())
+    return " ".join(exc.messages)
+
+
+def _actor(actor: Any) -> str:
+    if actor is None:
+        return "system"
+    if isinstance(actor, str):
+        return actor
+    username = getattr(actor, "get_username", None)
+    if callable(username):
+        return f"user:{username()}"
+    return str(actor)
+
+
+def _db(model: type[StatefulModel], using: str | None) -> str:
+    return using or router.db_for_write(model) or DEFAULT_DB_ALIAS
+
+
+def _load(model, entity_type: str, entity_id: object, using: str) -> StatefulModel:
+    try:
+        return model._base_manager.using(using).get(pk=entity_id)
+    except (model.DoesNotExist, ValidationError, ValueError, TypeError):
+        raise EntityNotFound(entity_type, entity_id) from None
+
+
+def _announce(
+    model, obj, kind: ChangeKind, old, new, changed, actor: str, using: str
+) -> StateChange:
+    change = StateChange(
+        entity_type=model.state_entity_type,
+        entity_id=obj.pk,
+        kind=kind,
+        old_state=old,
+        new_state=new,
+        changed_fields=tuple(changed),
+        version=obj.version,
+        actor=actor,
+        timestamp=obj.updated_at,
+        using=using,
+    )
+    state_changed.send(sender=model, change=change)
+    return change
+
+
+# --- the state manager API ----------------------------------------------------------
+
+
+def get_state(entity_type: str, entity_id: object, using: str | None = None) -> dict[str, Any]:
+    """The entity's current state as a dict (including ``version``)."""
+    model = entity_model(entity_type)
+    db = using or router.db_for_read(model) or DEFAULT_DB_ALIAS
+    return to_state(_load(model, entity_type, entity_id, db))
+
+
+def create_state(
+    entity_type: str,
+    initial: dict[str, Any],
+    actor: Any = None,
+    using: str | None = None,
+) -> StatefulModel:
+    """Create an entity at version 1 and announce it; returns the saved instance."""
+    model = entity_model(entity_type)
+    if not isinstance(initial, dict):
+        raise InvalidState(f"initial state must be a dict, got {type(initial).__name__}")
+    initial = dict(initial)
+    obj_id = initial.pop("id", None)
+    db = _db(model, using)
+    obj = model()
+    if obj_id is not None:
+        try:
+            obj.id = uuid.UUID(str(obj_id))
+        except ValueError:
+            raise InvalidState(f"{entity_type} id is not a UUID: {obj_id!r}") from None
+    _apply(obj, entity_type, initial, validate=False)
+    try:
+        obj.clean_fields(exclude=["id"])
+    except ValidationError as exc:
+        raise InvalidState(f"invalid {entity_type}: {_describe(exc)}") from None
+    _check_size(entity_type, to_state(obj))
+    actor_name = _actor(actor)
+    with transaction.atomic(using=db, savepoint=False):
+        obj.created_at = obj.updated_at = now()
+        state = to_state(obj)
+        obj.save(using=db, force_insert=True)
+        _announce(model, obj, "created", None, state, state.keys(), actor_name, db)
+    return obj
+
+
+def update_state(
+    entity_type: str,
+    entity_id: object,
+    changes: dict[str, Any],
+    expected_version: int | None = None,
+    actor: Any = None,
+    using: str | None = None,
+) -> StatefulModel:
+    """Apply ``changes`` (field -> value) to the entity and announce them.
+
+    The write is a compare-and-set on ``version``: if ``expected_version`` is stale, or
+    another writer changed the row between our read and our write, :class:`StateConflict`
+    is raised and nothing is written. Changes that change nothing bump no version and
+    announce nothing. Inside an outer ``atomic`` block, an error raised by a receiver
+    marks that block for rollback.
+    """
+    model = entity_model(entity_type)
+    db = _db(model, using)
+    actor_name = _actor(actor)
+    error: StateError | None = None
+    with transaction.atomic(using=db, savepoint=False):
+        try:
+            obj = _load(model, entity_type, entity_id, db)
+            current = obj.version
+            if expected_version is not None and expected_version != current:
+                raise StateConflict(entity_type, obj.pk, expected_version, current)
+            old = to_state(obj)
+            touched = _apply(obj, entity_type, changes)
+            new = to_state(obj)
+            changed = [name for name in touched if old[name] != new[name]]
+            if changed:
+                _check_size(entity_type, new)
+        except StateError as exc:
+            # Nothing is written yet: leave the block cleanly so that an outer
+            # transaction stays usable (for a retry, say), and raise below.
+            error = exc
+        else:
+            if not changed:
+                return obj
+            obj.version = current + 1
+            obj.updated_at = now()
+            new["version"] = obj.version
+            new["updated_at"] = obj.updated_at.isoformat()
+            values = {name: getattr(obj, name) for name in changed}
+            written = (
+                model._base_manager.using(db)
+                .filter(pk=obj.pk, version=current)
+                .update(version=obj.version, updated_at=obj.updated_at, **values)
+            )
+            if written != 1:
+                actual = (
+                    model._base_manager.using(db)
+                    .filter(pk=obj.pk)
+                    .values_list("version", flat=True)
+                    .first()
+                )
+                error = StateConflict(entity_type, obj.pk, current, actual or -1)
+            else:
+                _announce(model, obj, "updated", old, new, changed, actor_name, db)
+    if error is not None:
+        raise error
+    return obj
+
+
+def delete_state(
+    entity_type: str,
+    entity_id: object,
+    expected_version: int | None = None,
+    actor: Any = None,
+    using: str | None = None,
+) -> dict[str, Any]:
+    """Delete the entity and announce it; returns its last state."""
+    model = entity_model(entity_type)
+    db = _db(model, using)
+    conflict = None
+    with transaction.atomic(using=db, savepoint=False):
+        obj = _load(model, entity_type, entity_id, db)
+        old = to_state(obj)
+        if expected_version is not None and expected_version != obj.version:
+            conflict = StateConflict(entity_type, obj.pk, expected_version, obj.version)
+        else:
+            deleted = model._base_manager.using(db).filter(pk=obj.pk, version=obj.version)
+            if deleted.delete()[0] == 0:
+                conflict = StateConflict(entity_type, obj.pk, obj.version, -1)
+            else:
+                obj.updated_at = now()
+                _announce(model, obj, "deleted", old, None, old.keys(), _actor(actor), db)
+    if conflict is not None:
+        raise conflict
+    return old
+
+
+def field_names(entity_type: str) -> list[str]:
+    """Writable field names of an entity type (for error messages and forms)."""
+    model = entity_model(entity_type)
+    names = []
+    for key, field in _spec(model).writable.items():
+        if key == field.name:
+            names.append(key)
+    return names
+
+
+def get_field(entity_type: str, name: str) -> models.Field:
+    try:
+        return entity_model(entity_type)._meta.get_field(name)
+    except FieldDoesNotExist:
+        raise InvalidState(f"{entity_type} has no field {name!r}") from None
