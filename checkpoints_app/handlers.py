@@ -1,0 +1,35 @@
+"""Checkpoints' receiver on the state bus: a restore point when a thread starts running."""
+
+from checkpoints_app.models import Checkpoint, RestorePoint
+from core.events import StateChange
+
+RUNNING = "busy"  # LangGraph's thread status for "running"
+
+
+def record_restore_point(sender, change: StateChange, **kwargs) -> None:
+    """When a thread becomes busy, remember its latest checkpoint (root namespace) and
+    its state, in the transaction of the change."""
+    if change.entity_type != "thread" or change.new_state is None:
+        return
+    if change.new_state.get("status") != RUNNING:
+        return
+    if change.old_state is not None and change.old_state.get("status") == RUNNING:
+        return
+    state = change.new_state
+    latest = (
+        Checkpoint.objects.using(change.using)
+        .filter(thread_id=str(change.entity_id), checkpoint_ns="")
+        .order_by("-checkpoint_id")
+        .values_list("checkpoint_id", flat=True)
+        .first()
+    )
+    RestorePoint.objects.using(change.using).create(
+        thread_id=change.entity_id,
+        session_id=state.get("session_id"),
+        thread_version=change.version,
+        checkpoint_ns="",
+        checkpoint_id=latest or "",
+        trigger_reason="state_change",
+        snapshot=state,
+        created_at=change.timestamp,
+    )

@@ -1,0 +1,1328 @@
+"""DjangoSaver: LangGraph's checkpoint saver on the Django ORM.
+
+Storage follows langgraph-checkpoint-postgres: a checkpoint row holds the checkpoint as
+JSON with its primitive channel values inline; other values are blobs keyed by (thread,
+namespace, channel, version), written only for the channels in ``new_versions``; pending
+writes are rows of their own. The tables are Django models (``checkpoints_app.models``)
+made by migrations, on PostgreSQL or SQLite.
+
+Every call is a constant number of statements, whatever the size of the thread: a read is
+one statement that returns the checkpoints, the blobs they use (each once) and their
+writes; ``put`` and ``put_writes`` are one statement on PostgreSQL (one transaction of
+two on SQLite). The hot statements are SQL written for each vendor, because the ORM
+cannot express "the blobs named by a JSON column" or a multi-table insert.
+
+Connections: a call uses the calling thread's Django connection when that thread is the
+main thread or is inside ``transaction.atomic`` (so it joins the caller's transaction).
+From any other thread (LangGraph's sync loop writes from a thread pool; ``a*`` methods
+run in the event loop's executor) it borrows a connection from a small process-wide
+pool, installs it as the thread's connection for the duration of the call and takes it
+back afterwards, so no connection is ever left open in a short-lived thread (under
+Django's own connection pool, the connection goes back to that pool after each call).
+:func:`close_pooled_connections` closes the pool's idle connections.
+
+On PostgreSQL the hot statements are prepared (``prepare=False`` turns that off, for
+poolers that cannot keep prepared statements).
+"""
+
+# ruff: noqa: S608 - statements are assembled from table names and placeholders only;
+# values always travel as parameters.
+from __future__ import annotations
+
+import asyncio
+import atexit
+import math
+import os
+import random
+import threading
+import time
+from collections import defaultdict
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import cached_property, lru_cache
+from typing import Any
+
+from django.db import DEFAULT_DB_ALIAS, connections, router, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import (
+    WRITES_IDX_MAP,
+    BaseCheckpointSaver,
+    ChannelVersions,
+    Checkpoint,
+    CheckpointMetadata,
+    CheckpointTuple,
+    get_checkpoint_id,
+    get_serializable_checkpoint_metadata,
+    writes_sort_key,
+)
+from langgraph.checkpoint.serde.base import SerializerProtocol
+from langgraph.checkpoint.serde.types import INTERRUPT, RESUME
+
+from checkpoints_app import models
+from core.metadata import strip_nul
+
+try:
+    import psycopg
+except ImportError:  # pragma: no cover - SQLite only
+    psycopg = None
+
+try:  # orjson comes with langsmith (langchain-core); the standard library will do.
+    import orjson
+
+    def _dumps(value: Any) -> str:
+        return orjson.dumps(value, default=_json_default, option=orjson.OPT_NON_STR_KEYS).decode()
+
+    _loads = orjson.loads
+except ImportError:  # pragma: no cover
+    import json
+
+    def _dumps(value: Any) -> str:
+        return json.dumps(value, default=_json_default, separators=(",", ":"), allow_nan=False)
+
+    _loads = json.loads
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, set | frozenset | tuple):
+        return list(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+# --- input checks -----------------------------------------------------------------
+
+
+def _checked(value: Any, what: str, limit: int) -> str:
+    """An id as a string, refused with a ValueError if the column cannot hold it."""
+    if not isinstance(value, str):
+        if value is None:
+            raise ValueError(f"{what} is required")
+        value = str(value)
+    if len(value) > limit:
+        raise ValueError(
+            f"{what} is {len(value)} characters long; the checkpoint store allows {limit}"
+        )
+    if "\x00" in value:
+        raise ValueError(f"{what} contains a NUL character, which cannot be stored")
+    return value
+
+
+def _thread_id(config: RunnableConfig) -> str:
+    try:
+        value = config["configurable"]["thread_id"]
+    except (KeyError, TypeError):
+        raise ValueError("config['configurable']['thread_id'] is required") from None
+    return _checked(value, "thread_id", models.THREAD_ID_MAX)
+
+
+def _namespace(value: Any) -> str:
+    return _checked(value or "", "checkpoint_ns", models.CHECKPOINT_NS_MAX)
+
+
+def _checkpoint_id(value: Any) -> str:
+    return _checked(value, "checkpoint_id", models.CHECKPOINT_ID_MAX)
+
+
+_INT64 = 2**63
+
+
+def _inline(value: Any) -> bool:
+    """Whether a channel value is stored in the checkpoint's JSON rather than as a blob.
+
+    Only values that come back from JSON (and from PostgreSQL's jsonb) as the very same
+    value of the very same type: no subclasses (an enum stays a blob), no NUL (jsonb
+    refuses it), no float that jsonb would give back as an int or lose the sign of.
+    """
+    kind = type(value)
+    if value is None or kind is bool:
+        return True
+    if kind is int:
+        return -_INT64 <= value < _INT64
+    if kind is str:
+        if "\x00" in value:
+            return False
+        if value.isascii():
+            return True
+        try:
+            value.encode()
+        except UnicodeEncodeError:  # lone surrogates
+            return False
+        return True
+    if kind is float:
+        return (
+            math.isfinite(value)
+            and "e" not in repr(value)
+            and not (value == 0 and math.copysign(1.0, value) < 0)
+        )
+    return False
+
+
+def _bytes(value: Any) -> bytes | None:
+    return value if value is None or type(value) is bytes else bytes(value)
+
+
+def _version(value: Any) -> str:
+    """A channel version as the text the blob table keys it by."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int):
+        return str(value)
+    return _dumps(value)
+
+
+# --- SQL ---------------------------------------------------------------------------
+
+# The read statement returns three kinds of rows in one result:
+#
+#   kind  a              b                     c           d          e              blob  idx
+#   0     checkpoint_id  parent_checkpoint_id  checkpoint  metadata   blob_versions  -     -
+#   1     channel        version               type        -          -              blob  -
+#   2     checkpoint_id  task_id               channel     type       task_path      blob  idx
+#
+# preceded by thread_id and checkpoint_ns. Blobs are looked up by primary key, once per
+# distinct (thread, namespace, channel, version) the selected checkpoints use.
+_SELECT = """
+WITH c AS MATERIALIZED (
+    SELECT thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, checkpoint,
+           metadata, blob_versions
+    FROM {cp}
+    WHERE {where}
+    ORDER BY checkpoint_id DESC{limit}
+),
+v AS MATERIALIZED (
+    SELECT {distinct}c.thread_id, c.checkpoint_ns, e.key AS channel, {version} AS version
+    FROM c CROSS JOIN {versions} e
+)
+SELECT 0, c.thread_id, c.checkpoint_ns, c.checkpoint_id, c.parent_checkpoint_id,
+       {checkpoint_text}, {metadata_text}, {blob_versions_text}, {null_blob},
+       CAST(NULL AS INTEGER)
+FROM c
+UNION ALL
+SELECT 1, v.thread_id, v.checkpoint_ns, v.channel, v.version, b.type, NULL, NULL, b.blob, NULL
+{blobs}
+UNION ALL
+SELECT 2, w.thread_id, w.checkpoint_ns, w.checkpoint_id, w.task_id, w.channel, w.type,
+       w.task_path, w.blob, w.idx
+FROM c JOIN {wr} w
+    ON w.thread_id = c.thread_id AND w.checkpoint_ns = c.checkpoint_ns
+    AND w.checkpoint_id = c.checkpoint_id
+"""
+
+# PostgreSQL: a LATERAL lookup (LIMIT 1 keeps it one) so that the planner, which cannot
+# tell how many versions a checkpoint has, never hashes the whole blob table instead.
+_PG_BLOBS = """FROM v CROSS JOIN LATERAL (
+    SELECT type, blob FROM {bl}
+    WHERE thread_id = v.thread_id AND checkpoint_ns = v.checkpoint_ns
+    AND channel = v.channel AND version = v.version
+    LIMIT 1
+) b"""
+_SQLITE_BLOBS = """FROM v JOIN {bl} b
+    ON b.thread_id = v.thread_id AND b.checkpoint_ns = v.checkpoint_ns
+    AND b.channel = v.channel AND b.version = v.version"""
+
+_CHECKPOINT_COLUMNS = (
+    "thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, checkpoint, blob_versions, "
+    "metadata, run_id, created_at"
+)
+_BLOB_COLUMNS = "thread_id, checkpoint_ns, channel, version, type, blob"
+_WRITE_COLUMNS = (
+    "thread_id, checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel, type, blob"
+)
+
+
+class _SQL:
+    """The saver's statements for one database vendor (PostgreSQL or SQLite)."""
+
+    def __init__(self, connection: BaseDatabaseWrapper):
+        vendor = connection.vendor
+        if vendor not in ("postgresql", "sqlite"):
+            raise NotImplementedError(f"DjangoSaver supports PostgreSQL and SQLite, not {vendor}")
+        quote = connection.ops.quote_name
+        self.postgres = pg = vendor == "postgresql"
+        self.cp = cp = quote(models.Checkpoint._meta.db_table)
+        self.bl = bl = quote(models.CheckpointBlob._meta.db_table)
+        self.wr = wr = quote(models.CheckpointWrite._meta.db_table)
+        self.json = "%s::jsonb" if pg else "%s"
+        self.metadata = "metadata::text" if pg else "metadata"  # a column read as JSON text
+        self.adapt_datetime = connection.ops.adapt_datetimefield_value
+        self.select_parts = {
+            "cp": cp,
+            "bl": bl,
+            "wr": wr,
+            "version": "e.value" if pg else "CAST(e.value AS TEXT)",
+            "versions": "jsonb_each_text(c.blob_versions)" if pg else "json_each(c.blob_versions)",
+            "checkpoint_text": "c.checkpoint::text" if pg else "c.checkpoint",
+            "metadata_text": "c.metadata::text" if pg else "c.metadata",
+            "blob_versions_text": "c.blob_versions::text" if pg else "c.blob_versions",
+            "null_blob": "CAST(NULL AS bytea)" if pg else "CAST(NULL AS BLOB)",
+            "blobs": (_PG_BLOBS if pg else _SQLITE_BLOBS).format(bl=bl),
+        }
+        self._selects: dict[tuple, str] = {}
+        # The (channel, version) of the blobs a checkpoint uses, as rows:
+        # FROM {cp} c CROSS JOIN {each_version} e.
+        self.each_version = (
+            "jsonb_each_text(c.blob_versions)" if pg else "json_each(c.blob_versions)"
+        )
+        self.each_version_value = "e.value" if pg else "CAST(e.value AS TEXT)"
+        self.upsert_checkpoint = (
+            f"INSERT INTO {cp} ({_CHECKPOINT_COLUMNS}) "
+            f"VALUES (%s, %s, %s, %s, {self.json}, {self.json}, {self.json}, %s, %s) "
+            "ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id) DO UPDATE SET "
+            "checkpoint = EXCLUDED.checkpoint, blob_versions = EXCLUDED.blob_versions, "
+            "metadata = EXCLUDED.metadata, run_id = EXCLUDED.run_id"
+        )
+
+    @cached_property
+    def get_latest(self) -> str:
+        return self.select("thread_id = %s AND checkpoint_ns = %s", True, False, limit_to=1)
+
+    @cached_property
+    def get_exact(self) -> str:
+        return self.select(
+            "thread_id = %s AND checkpoint_ns = %s AND checkpoint_id = %s", True, False, limit_to=1
+        )
+
+    def select(self, where: str, limit: bool, many: bool, *, limit_to: int | None = None) -> str:
+        """The read statement for a WHERE clause (built once, then the same string); with
+        ``limit`` a LIMIT parameter, or ``limit_to`` rows."""
+        key = (where, limit, many, limit_to)
+        statement = self._selects.get(key)
+        if statement is None:
+            clause = f"\n    LIMIT {int(limit_to)}" if limit_to else "\n    LIMIT %s"
+            statement = _SELECT.format(
+                where=where,
+                limit=clause if limit else "",
+                distinct="DISTINCT " if many else "",
+                **self.select_parts,
+            )
+            if len(self._selects) < 256:  # filters vary; keep the cache bounded
+                self._selects[key] = statement
+        return statement
+
+    def insert_blobs(self, count: int) -> str:
+        rows = ", ".join(["(%s, %s, %s, %s, %s, %s)"] * count)
+        return f"INSERT INTO {self.bl} ({_BLOB_COLUMNS}) VALUES {rows} ON CONFLICT DO NOTHING"
+
+    def put(self, blob_count: int) -> str:
+        """Blobs and checkpoint in one statement (PostgreSQL: a data-modifying CTE)."""
+        if not blob_count:
+            return self.upsert_checkpoint
+        return f"WITH new_blobs AS ({self.insert_blobs(blob_count)}) {self.upsert_checkpoint}"
+
+    def insert_writes(self, count: int, upsert: bool) -> str:
+        rows = ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s, %s)"] * count)
+        conflict = (
+            "DO UPDATE SET channel = EXCLUDED.channel, type = EXCLUDED.type, blob = EXCLUDED.blob"
+            if upsert
+            else "DO NOTHING"
+        )
+        return (
+            f"INSERT INTO {self.wr} ({_WRITE_COLUMNS}) VALUES {rows} "
+            f"ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id, task_id, idx) {conflict}"
+        )
+
+    def metadata_filter(self, filter: dict[str, Any]) -> tuple[list[str], list[Any], bool]:
+        """WHERE terms for "metadata contains filter", and whether Python must re-check.
+
+        PostgreSQL: ``metadata @> filter``, served by the GIN index. SQLite: one
+        ``json_each`` probe per key; nested (object/array) values are only type-checked
+        in SQL and then compared in Python with the same containment rules.
+        """
+        if self.postgres:
+            return ["metadata @> %s::jsonb"], [_dumps(strip_nul(filter))], False
+        terms, params, recheck = [], [], False
+        for key, value in filter.items():
+            probe = "EXISTS (SELECT 1 FROM json_each(metadata) m WHERE m.key = %s AND {})"
+            params.append(str(key))
+            if value is None:
+                terms.append(probe.format("m.type = 'null'"))
+            elif value is True or value is False:
+                terms.append(probe.format(f"m.type = '{'true' if value else 'false'}'"))
+            elif isinstance(value, int | float):
+                terms.append(probe.format("m.type IN ('integer', 'real') AND m.value = %s"))
+                params.append(value)
+            elif isinstance(value, str):
+                terms.append(probe.format("m.type = 'text' AND m.value = %s"))
+                params.append(value)
+            else:
+                kind = "object" if isinstance(value, dict) else "array"
+                terms.append(probe.format(f"m.type = '{kind}'"))
+                recheck = True
+        return terms, params, recheck
+
+
+_SQL_CACHE: dict[tuple[str, str], _SQL] = {}
+
+
+def _contains(document: Any, query: Any) -> bool:
+    """PostgreSQL's jsonb ``@>``: whether ``document`` contains ``query``."""
+    if isinstance(query, dict):
+        return isinstance(document, dict) and all(
+            key in document and _contains(document[key], value) for key, value in query.items()
+        )
+    if isinstance(query, list):
+        if not isinstance(document, list):
+            return False
+        return all(any(_contains(item, wanted) for item in document) for wanted in query)
+    if isinstance(query, bool) or isinstance(document, bool):
+        return query is document
+    return document == query
+
+
+# --- connections --------------------------------------------------------------------
+
+_POOLED = "_statehouse_checkpoint_pool"
+
+
+class _ConnectionPool:
+    """Django connections lent to threads that must not open their own.
+
+    A borrowed connection is installed as the thread's connection for one saver call
+    and returned afterwards; idle ones stay open (up to ``max_idle`` per alias) so the
+    next call does not reconnect. When the database uses Django's own connection pool
+    (``OPTIONS["pool"]``), the connection goes back to that pool after every call
+    instead, so that savers never hold connections others wait for. After a fork the
+    inherited connections are forgotten (not closed: their sockets belong to the parent).
+    """
+
+    max_idle = 4
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._idle: dict[str, list[BaseDatabaseWrapper]] = defaultdict(list)
+        self._pid = os.getpid()
+        self._orphans: list[BaseDatabaseWrapper] = []
+
+    def acquire(self, alias: str) -> BaseDatabaseWrapper:
+        with self._lock:
+            if self._pid != os.getpid():
+                for idle in self._idle.values():
+                    self._orphans.extend(idle)
+                self._idle.clear()
+                self._pid = os.getpid()
+            idle = self._idle[alias]
+            wrapper = idle.pop() if idle else None
+        if wrapper is None:
+            wrapper = connections.create_connection(alias)
+            wrapper.inc_thread_sharing()
+            setattr(wrapper, _POOLED, True)
+        elif wrapper.connection is not None:
+            max_age = wrapper.settings_dict.get("CONN_MAX_AGE") or 0
+            if wrapper.errors_occurred:
+                wrapper.close_if_unusable_or_obsolete()
+            elif max_age and wrapper.close_at is not None and time.monotonic() >= wrapper.close_at:
+                wrapper.close()
+        return wrapper
+
+    def release(self, alias: str, wrapper: BaseDatabaseWrapper) -> None:
+        if wrapper.in_atomic_block or (
+            wrapper.connection is not None and not wrapper.get_autocommit()
+        ):
+            wrapper.close()  # left in a transaction by a bug: never lend it again
+            return
+        if wrapper.settings_dict["OPTIONS"].get("pool"):
+            wrapper.close()  # back to Django's pool; the wrapper itself is kept
+        with self._lock:
+            idle = self._idle[alias]
+            if self._pid == os.getpid() and len(idle) < self.max_idle:
+                idle.append(wrapper)
+                return
+        wrapper.close()
+
+    def close_all(self) -> None:
+        with self._lock:
+            wrappers = [w for idle in self._idle.values() for w in idle]
+            self._idle.clear()
+        for wrapper in wrappers:
+            wrapper.close()
+
+    def idle_count(self, alias: str | None = None) -> int:
+        """How many idle wrappers hold an open connection."""
+        with self._lock:
+            aliases = [alias] if alias is not None else list(self._idle)
+            return sum(
+                1
+                for name in aliases
+                for wrapper in self._idle.get(name, ())
+                if wrapper.connection is not None
+            )
+
+
+_pool = _ConnectionPool()
+_MAIN_THREAD = threading.main_thread()
+atexit.register(_pool.close_all)
+
+
+def close_pooled_connections() -> None:
+    """Close the idle connections the savers keep for other threads (tests, shutdown)."""
+    _pool.close_all()
+
+
+def pooled_connection_count(alias: str | None = None) -> int:
+    return _pool.idle_count(alias)
+
+
+@lru_cache(maxsize=512)
+def _qmark(statement: str) -> str:
+    # The saver's statements have no literal "%", so this is Django's conversion.
+    return statement.replace("%s", "?")
+
+
+class _QmarkCursor:
+    """A sqlite3 cursor taking the saver's %s placeholders, converted once per statement
+    (Django's SQLite cursor converts with a regex on every call)."""
+
+    def __init__(self, cursor):
+        self.cursor = cursor
+
+    def execute(self, statement, params=None):
+        return self.cursor.execute(_qmark(statement), params or ())
+
+    def __getattr__(self, name):
+        return getattr(self.cursor, name)
+
+    def __iter__(self):
+        return iter(self.cursor)
+
+
+_NEVER = 2**31 - 1
+
+if psycopg is not None:
+
+    class _PreparedCursor(psycopg.Cursor):
+        """Server-side binding, prepared statements (as PostgresSaver)."""
+
+        def execute(self, query, params=None, *, prepare=None, binary=None):
+            return super().execute(query, params, prepare=True, binary=binary)
+
+
+def _raw_cursor(connection: BaseDatabaseWrapper, prepare: bool):
+    """A DB-API cursor on the connection (which must be open).
+
+    On PostgreSQL it binds parameters on the server and exchanges values in binary:
+    Django's default client-side cursor sends and receives bytea as hex text, which
+    doubles every blob and costs more than the rest of a read. With ``prepare`` its
+    statements are prepared (planned once per connection), as PostgresSaver's are.
+    """
+    if connection.vendor == "postgresql":
+        pg_connection = connection.connection
+        if prepare and pg_connection.prepare_threshold is None:
+            # Django turns preparing off (None), which also ignores prepare=True. A
+            # threshold never reached keeps Django's own statements unprepared and
+            # lets ours be prepared on request.
+            pg_connection.prepare_threshold = _NEVER
+        cursor = (_PreparedCursor if prepare else psycopg.Cursor)(pg_connection)
+        cursor.format = psycopg.pq.Format.BINARY
+        return cursor
+    return _QmarkCursor(connection.connection.cursor())
+
+
+class _ServerBindingDebugCursor(CursorDebugWrapper):
+    """Django's debug cursor reads the logged SQL off a client-side psycopg cursor; with
+    server-side binding it would log None, so log the statement with its parameters."""
+
+    def execute(self, sql, params=None):
+        with self.debug_sql(self._composed(sql, params)):
+            return CursorWrapper.execute(self, sql, params)
+
+    def _composed(self, sql, params):
+        try:
+            return self.db.ops.compose_sql(sql, params)
+        except Exception:
+            return sql
+
+
+def _cursor(connection: BaseDatabaseWrapper, prepare: bool = False):
+    """A cursor for the saver's statements, wrapped by Django as its own cursors are
+    (queries logged and counted by tests, errors translated)."""
+    connection.close_if_health_check_failed()
+    connection.ensure_connection()
+    connection.validate_thread_sharing()
+    with connection.wrap_database_errors:
+        raw = _raw_cursor(connection, prepare)
+    if connection.queries_logged:
+        if connection.vendor == "postgresql":
+            return _ServerBindingDebugCursor(raw, connection)
+        return connection.make_debug_cursor(raw)
+    return connection.make_cursor(raw)
+
+
+_CURSORS = "_statehouse_checkpoint_cursors"
+
+
+def _execute(
+    connection: BaseDatabaseWrapper,
+    statement: str,
+    params: Sequence[Any],
+    prepare: bool = False,
+    fetch: bool = False,
+):
+    """Run one of the hot statements; its rows if ``fetch``.
+
+    When nobody watches the queries (no logging, no execute wrappers), the cursor is
+    kept on the connection and run as Django's cursor wrapper runs one (broken
+    transaction check, error translation): making and wrapping a cursor is a good part
+    of a short call's cost.
+    """
+    if connection.queries_logged or connection.execute_wrappers:
+        with _cursor(connection, prepare) as cursor:
+            cursor.execute(statement, params)
+            return cursor.fetchall() if fetch else None
+    connection.close_if_health_check_failed()
+    connection.ensure_connection()
+    raw = connection.connection
+    cache = connection.__dict__.get(_CURSORS)
+    if cache is None or cache[0] is not raw:
+        cache = connection.__dict__[_CURSORS] = (raw, {})
+    cursor = cache[1].get(prepare)
+    connection.validate_no_broken_transaction()
+    with connection.wrap_database_errors:
+        if cursor is None:
+            connection.validate_thread_sharing()
+            cursor = _raw_cursor(connection, prepare)
+            if isinstance(cursor, _QmarkCursor):
+                cursor = cursor.cursor  # the sqlite3 cursor: statements converted below
+            cache[1][prepare] = cursor
+        if connection.vendor == "sqlite":
+            statement = _qmark(statement)
+        cursor.execute(statement, params)
+        if not fetch:
+            return None
+        rows = cursor.fetchall()
+        if len(rows) > 100:
+            # A psycopg cursor holds its last result until the next one: do not keep a
+            # large one alive on the connection.
+            cursor.close()
+            del cache[1][prepare]
+        return rows
+
+
+def _thread_connection(alias: str) -> BaseDatabaseWrapper | None:
+    """This thread's connection object for ``alias``, without creating one."""
+    for wrapper in connections.all(initialized_only=True):
+        if wrapper.alias == alias:
+            return wrapper
+    return None
+
+
+class _connection:
+    """``with _connection(alias) as connection``: the connection a saver call uses.
+
+    The main thread's own; this thread's own inside ``atomic`` (the caller's
+    transaction); otherwise one borrowed from the pool, installed as this thread's
+    connection until the call ends.
+    """
+
+    __slots__ = ("alias", "borrowed", "own")
+
+    def __init__(self, alias: str):
+        self.alias = alias
+        self.borrowed = None
+
+    def __enter__(self) -> BaseDatabaseWrapper:
+        alias = self.alias
+        if threading.current_thread() is _MAIN_THREAD:
+            return connections[alias]
+        own = self.own = _thread_connection(alias)
+        if own is not None and (own.in_atomic_block or getattr(own, _POOLED, False)):
+            return own  # the caller's transaction (or a connection we already lent)
+        wrapper = self.borrowed = _pool.acquire(alias)
+        connections[alias] = wrapper
+        return wrapper
+
+    def __exit__(self, *exc_info) -> None:
+        wrapper = self.borrowed
+        if wrapper is None:
+            return
+        self.borrowed = None
+        if self.own is None:
+            del connections[self.alias]
+        else:
+            connections[self.alias] = self.own
+        _pool.release(self.alias, wrapper)
+
+
+# --- the saver ----------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class RawCheckpoint:
+    """A stored checkpoint before decoding: what the admin shows value by value."""
+
+    thread_id: str
+    checkpoint_ns: str
+    checkpoint_id: str
+    parent_checkpoint_id: str | None
+    checkpoint: dict[str, Any]  # channel_values holds the inline values only
+    metadata: dict[str, Any]
+    blobs: dict[str, tuple[str, bytes | None]] = field(default_factory=dict)
+    # (task_id, channel, type, blob, task_path, idx), in writes_sort_key order
+    writes: list[tuple[str, str, str, bytes, str, int]] = field(default_factory=list)
+
+
+class DjangoSaver(BaseCheckpointSaver[str]):
+    """A LangGraph checkpointer storing checkpoints with the Django ORM.
+
+    ``DjangoSaver()`` uses the default database (``using=`` another alias); ``serde=``
+    replaces LangGraph's JsonPlusSerializer. Usable from sync and async code.
+
+    On PostgreSQL its hot statements are prepared, as PostgresSaver's are; pass
+    ``prepare=False`` behind a pooler that cannot keep prepared statements (PgBouncer
+    before 1.21 in transaction mode).
+    """
+
+    def __init__(
+        self,
+        *,
+        using: str | None = None,
+        serde: SerializerProtocol | None = None,
+        prepare: bool = True,
+    ):
+        super().__init__(serde=serde)
+        self.using = using or router.db_for_write(models.Checkpoint) or DEFAULT_DB_ALIAS
+        self.prepare = prepare
+
+    # --- plumbing ---------------------------------------------------------------
+
+    def _sql(self, connection: BaseDatabaseWrapper) -> _SQL:
+        key = (connection.alias, connection.vendor)
+        sql = _SQL_CACHE.get(key)
+        if sql is None:
+            sql = _SQL_CACHE[key] = _SQL(connection)
+        return sql
+
+    def _rows(self, sql: str, params: Sequence[Any]) -> list[tuple]:
+        with _connection(self.using) as connection, _cursor(connection) as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchall()
+
+    async def _arun(self, fn, /, *args, **kwargs):
+        # Off the event loop, in the loop's executor; the thread borrows a pooled
+        # connection for the call (see _connection), so none is left open there.
+        return await asyncio.to_thread(fn, *args, **kwargs)
+
+    # --- reading ----------------------------------------------------------------
+
+    def _select(
+        self,
+        config: RunnableConfig | None,
+        filter: dict[str, Any] | None,
+        before: RunnableConfig | None,
+        limit: int | None,
+        latest_only: bool = False,
+    ) -> list[RawCheckpoint]:
+        where: list[str] = []
+        params: list[Any] = []
+        if config is not None:
+            configurable = config.get("configurable") or {}
+            where.append("thread_id = %s")
+            params.append(_thread_id(config))
+            namespace = configurable.get("checkpoint_ns")
+            if latest_only or namespace is not None:
+                where.append("checkpoint_ns = %s")
+                params.append(_namespace(namespace))
+            if checkpoint_id := configurable.get("checkpoint_id"):
+                where.append("checkpoint_id = %s")
+                params.append(_checkpoint_id(checkpoint_id))
+        if before is not None and (before_id := get_checkpoint_id(before)):
+            where.append("checkpoint_id < %s")
+            params.append(_checkpoint_id(before_id))
+        if limit is not None and limit <= 0:
+            return []
+        with _connection(self.using) as connection:
+            sql = self._sql(connection)
+            recheck = False
+            if filter:
+                terms, values, recheck = sql.metadata_filter(filter)
+                where.extend(terms)
+                params.extend(values)
+            if recheck:
+                where, params = self._prefilter(sql, where, params, filter, limit)
+                limit = None
+            if limit is not None:
+                params.append(limit)
+            statement = sql.select(
+                " AND ".join(where) or "1 = 1", limit is not None, not latest_only
+            )
+            rows = _execute(connection, statement, params, self.prepare, fetch=True)
+        return self._assemble(rows)
+
+    def _prefilter(self, sql: _SQL, where, params, filter, limit):
+        """SQLite with nested filter values: pick the matching rows in Python first."""
+        statement = (
+            f"SELECT id, metadata FROM {sql.cp} WHERE {' AND '.join(where)} "
+            "ORDER BY checkpoint_id DESC"
+        )
+        with _cursor(connections[self.using]) as cursor:
+            cursor.execute(statement, params)
+            ids = [pk for pk, metadata in cursor.fetchall() if _contains(_loads(metadata), filter)]
+        if limit is not None:
+            ids = ids[:limit]
+        if not ids:
+            return ["1 = 0"], []
+        return [f"id IN ({', '.join(['%s'] * len(ids))})"], ids
+
+    @staticmethod
+    def _assemble(rows: list[tuple]) -> list[RawCheckpoint]:
+        heads: list[RawCheckpoint] = []
+        blobs: dict[tuple[str, str, str, str], tuple[str, bytes | None]] = {}
+        writes: dict[tuple[str, str, str], list] = defaultdict(list)
+        used: list[dict[str, str]] = []
+        for kind, thread_id, ns, a, b, c, d, e, blob, idx in rows:
+            if kind == 0:
+                heads.append(RawCheckpoint(thread_id, ns, a, b, _loads(c), _loads(d)))
+                used.append(_loads(e))
+            elif kind == 1:
+                blobs[(thread_id, ns, a, b)] = (c, blob)
+            else:
+                writes[(thread_id, ns, a)].append((b, c, d, _bytes(blob), e or "", idx))
+        for raw, blob_versions in zip(heads, used, strict=True):
+            for channel, version in blob_versions.items():
+                found = blobs.get((raw.thread_id, raw.checkpoint_ns, channel, version))
+                if found is not None and found[0] != "empty":
+                    raw.blobs[channel] = (found[0], _bytes(found[1]))
+            own = writes.get((raw.thread_id, raw.checkpoint_ns, raw.checkpoint_id))
+            if own:
+                own.sort(key=lambda w: writes_sort_key(w[4], w[0], w[5]))
+                raw.writes = own
+        if len(heads) > 1:
+            heads.sort(key=lambda raw: raw.checkpoint_id, reverse=True)
+        return heads
+
+    def _tuple(self, raw: RawCheckpoint) -> CheckpointTuple:
+        loads = self.serde.loads_typed
+        checkpoint = raw.checkpoint
+        values = checkpoint.get("channel_values")
+        if values is None:
+            values = checkpoint["channel_values"] = {}
+        for channel, typed in raw.blobs.items():
+            values[channel] = loads(typed)
+        thread_id, ns = raw.thread_id, raw.checkpoint_ns
+        parent = raw.parent_checkpoint_id
+        return CheckpointTuple(
+            {
+                "configurable": {
+                    "thread_id": thread_id,
+                    "checkpoint_ns": ns,
+                    "checkpoint_id": raw.checkpoint_id,
+                }
+            },
+            checkpoint,
+            raw.metadata,
+            {"configurable": {"thread_id": thread_id, "checkpoint_ns": ns, "checkpoint_id": parent}}
+            if parent
+            else None,
+            [
+                (task_id, channel, loads((kind, blob)))
+                for task_id, channel, kind, blob, _, _ in raw.writes
+            ],
+        )
+
+    def get_raw(self, config: RunnableConfig) -> RawCheckpoint | None:
+        """The stored checkpoint ``get_tuple`` would return, not decoded."""
+        thread_id = _thread_id(config)
+        configurable = config["configurable"]
+        ns = _namespace(configurable.get("checkpoint_ns"))
+        checkpoint_id = configurable.get("checkpoint_id")
+        with _connection(self.using) as connection:
+            sql = self._sql(connection)
+            if checkpoint_id:
+                statement = sql.get_exact
+                params = (thread_id, ns, _checkpoint_id(checkpoint_id))
+            else:
+                statement, params = sql.get_latest, (thread_id, ns)
+            rows = _execute(connection, statement, params, self.prepare, fetch=True)
+        found = self._assemble(rows)
+        return found[0] if found else None
+
+    def list_raw(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> list[RawCheckpoint]:
+        return self._select(config, filter, before, limit)
+
+    def decode(self, typed: tuple[str, bytes | None]) -> Any:
+        """A blob's value, through this saver's serializer."""
+        return self.serde.loads_typed(typed)
+
+    def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        raw = self.get_raw(config)
+        return None if raw is None else self._tuple(raw)
+
+    def list(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> Iterator[CheckpointTuple]:
+        for raw in self._select(config, filter, before, limit):
+            yield self._tuple(raw)
+
+    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        return await self._arun(self.get_tuple, config)
+
+    async def alist(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> AsyncIterator[CheckpointTuple]:
+        def fetch() -> list[CheckpointTuple]:
+            return [self._tuple(raw) for raw in self._select(config, filter, before, limit)]
+
+        for item in await self._arun(fetch):
+            yield item
+
+    # --- writing ----------------------------------------------------------------
+
+    def put(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        configurable = config["configurable"]
+        thread_id = _thread_id(config)
+        ns = _namespace(configurable.get("checkpoint_ns"))
+        checkpoint_id = _checkpoint_id(checkpoint["id"])
+        parent_id = configurable.get("checkpoint_id")
+        if parent_id is not None:
+            parent_id = _checkpoint_id(parent_id)
+
+        values = checkpoint.get("channel_values") or {}
+        versions = checkpoint.get("channel_versions") or {}
+        inline = {}
+        blob_versions = {}  # channel -> version of the blob holding its value
+        for channel, value in values.items():
+            if _inline(value):
+                inline[channel] = value
+            elif channel in versions:
+                blob_versions[channel] = _version(versions[channel])
+        blob_params: list[Any] = []
+        dumps = self.serde.dumps_typed
+        for channel, version in new_versions.items():
+            if channel in blob_versions:
+                _checked(channel, "channel name", models.CHANNEL_MAX)
+                version = _version(version)
+                blob_versions[channel] = version
+                kind, blob = dumps(values[channel])
+                blob_params += (thread_id, ns, channel, version, kind, blob)
+        stored = {key: value for key, value in checkpoint.items() if key != "channel_values"}
+        stored["channel_values"] = inline
+        try:
+            checkpoint_json = _dumps(stored)
+        except TypeError as exc:
+            raise ValueError(f"checkpoint cannot be stored as JSON: {exc}") from None
+        metadata_json, run_id = _metadata(get_serializable_checkpoint_metadata(config, metadata))
+
+        with _connection(self.using) as connection:
+            sql = self._sql(connection)
+            row = (
+                thread_id,
+                ns,
+                checkpoint_id,
+                parent_id,
+                checkpoint_json,
+                _dumps(blob_versions),
+                metadata_json,
+                run_id,
+                sql.adapt_datetime(_now()),
+            )
+            blob_count = len(blob_params) // 6
+            if sql.postgres or not blob_count:
+                # One statement: atomic by itself, or part of the caller's transaction.
+                with _write(connection, atomic=False):
+                    _execute(connection, sql.put(blob_count), [*blob_params, *row], self.prepare)
+            else:
+                with _write(connection):
+                    _execute(connection, sql.insert_blobs(blob_count), blob_params, self.prepare)
+                    _execute(connection, sql.upsert_checkpoint, row, self.prepare)
+        return {
+            "configurable": {
+                "thread_id": thread_id,
+                "checkpoint_ns": ns,
+                "checkpoint_id": checkpoint_id,
+            }
+        }
+
+    def put_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        if not writes:
+            return
+        configurable = config["configurable"]
+        thread_id = _thread_id(config)
+        ns = _namespace(configurable.get("checkpoint_ns"))
+        checkpoint_id = _checkpoint_id(configurable.get("checkpoint_id"))
+        task_id = _checked(task_id, "task_id", models.TASK_ID_MAX)
+        upsert = all(channel in WRITES_IDX_MAP for channel, _ in writes)
+        # One row per (task, idx): the last one wins an upsert, the first an insert.
+        rows: dict[int, tuple] = {}
+        dumps = self.serde.dumps_typed
+        for position, (channel, value) in enumerate(writes):
+            idx = WRITES_IDX_MAP.get(channel, position)
+            if not upsert and idx in rows:
+                continue
+            _checked(channel, "channel name", models.CHANNEL_MAX)
+            kind, blob = dumps(value)
+            path = task_path or ""
+            rows[idx] = (thread_id, ns, checkpoint_id, task_id, path, idx, channel, kind, blob)
+        params = [value for row in rows.values() for value in row]
+        with _connection(self.using) as connection:
+            sql = self._sql(connection)
+            with _write(connection, atomic=False):
+                _execute(connection, sql.insert_writes(len(rows), upsert), params, self.prepare)
+
+    async def aput(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        return await self._arun(self.put, config, checkpoint, metadata, new_versions)
+
+    async def aput_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        await self._arun(self.put_writes, config, writes, task_id, task_path)
+
+    # --- deleting, copying, pruning ---------------------------------------------
+
+    def delete_thread(self, thread_id: str) -> None:
+        thread_id = _checked(thread_id, "thread_id", models.THREAD_ID_MAX)
+        self._delete_threads([thread_id])
+
+    def _delete_threads(self, thread_ids: list[str]) -> None:
+        if not thread_ids:
+            return
+        marks = ", ".join(["%s"] * len(thread_ids))
+        with _connection(self.using) as connection:
+            sql = self._sql(connection)
+            with _write(connection), _cursor(connection) as cursor:
+                for table in (sql.wr, sql.bl, sql.cp):
+                    cursor.execute(f"DELETE FROM {table} WHERE thread_id IN ({marks})", thread_ids)
+
+    def delete_for_runs(self, run_ids: Sequence[str]) -> None:
+        wanted = {str(run_id) for run_id in run_ids}
+        if not wanted:
+            return
+        columns = sorted({run_id[: models.RUN_ID_MAX] for run_id in wanted})
+        marks = ", ".join(["%s"] * len(columns))
+        with _connection(self.using) as connection:
+            sql = self._sql(connection)
+            with _write(connection):
+                with _cursor(connection) as cursor:
+                    cursor.execute(
+                        f"SELECT id, thread_id, checkpoint_ns, checkpoint_id, {sql.metadata} "
+                        f"FROM {sql.cp} WHERE run_id IN ({marks})",
+                        columns,
+                    )
+                    found = cursor.fetchall()
+                doomed = [
+                    (pk, thread_id, ns, checkpoint_id)
+                    for pk, thread_id, ns, checkpoint_id, metadata in found
+                    if str(_loads(metadata).get("run_id")) in wanted
+                ]
+                self._delete_checkpoints(connection, sql, doomed)
+
+    def _delete_checkpoints(self, connection, sql: _SQL, doomed: list[tuple]) -> int:
+        """Delete checkpoints (pk, thread_id, ns, checkpoint_id), their writes, the blobs
+        no remaining checkpoint uses, and the parent links to them. In the caller's
+        transaction."""
+        groups: dict[tuple[str, str], list[tuple[int, str]]] = defaultdict(list)
+        for pk, thread_id, ns, checkpoint_id in doomed:
+            groups[(thread_id, ns)].append((pk, checkpoint_id))
+        with _cursor(connection) as cursor:
+            for (thread_id, ns), items in groups.items():
+                for start in range(0, len(items), 500):
+                    chunk = items[start : start + 500]
+                    pks = [pk for pk, _ in chunk]
+                    ids = [checkpoint_id for _, checkpoint_id in chunk]
+                    marks = ", ".join(["%s"] * len(chunk))
+                    cursor.execute(
+                        f"SELECT DISTINCT e.key, {sql.each_version_value} "
+                        f"FROM {sql.cp} c CROSS JOIN {sql.each_version} e WHERE c.id IN ({marks})",
+                        pks,
+                    )
+                    freed = set(cursor.fetchall())
+                    cursor.execute(f"DELETE FROM {sql.cp} WHERE id IN ({marks})", pks)
+                    cursor.execute(
+                        f"DELETE FROM {sql.wr} WHERE thread_id = %s AND checkpoint_ns = %s "
+                        f"AND checkpoint_id IN ({marks})",
+                        [thread_id, ns, *ids],
+                    )
+                    cursor.execute(
+                        f"UPDATE {sql.cp} SET parent_checkpoint_id = NULL WHERE thread_id = %s "
+                        f"AND checkpoint_ns = %s AND parent_checkpoint_id IN ({marks})",
+                        [thread_id, ns, *ids],
+                    )
+                    if not freed:
+                        continue
+                    cursor.execute(
+                        f"SELECT DISTINCT e.key, {sql.each_version_value} "
+                        f"FROM {sql.cp} c CROSS JOIN {sql.each_version} e "
+                        "WHERE c.thread_id = %s AND c.checkpoint_ns = %s",
+                        [thread_id, ns],
+                    )
+                    garbage: dict[str, list[str]] = defaultdict(list)
+                    for channel, version in freed - set(cursor.fetchall()):
+                        garbage[channel].append(version)
+                    for channel, versions in garbage.items():
+                        marks = ", ".join(["%s"] * len(versions))
+                        cursor.execute(
+                            f"DELETE FROM {sql.bl} WHERE thread_id = %s AND checkpoint_ns = %s "
+                            f"AND channel = %s AND version IN ({marks})",
+                            [thread_id, ns, channel, *versions],
+                        )
+        return len(doomed)
+
+    def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        self.copy_history(source_thread_id, target_thread_id)
+
+    def copy_history(
+        self, source_thread_id: str, target_thread_id: str, until: str | None = None
+    ) -> int:
+        """Copy a thread's checkpoints (those up to ``until`` if given), their writes and
+        the blobs they use to another thread; returns the number of checkpoints copied.
+        Rows the target already has are kept."""
+        source = _checked(source_thread_id, "source thread_id", models.THREAD_ID_MAX)
+        target = _checked(target_thread_id, "target thread_id", models.THREAD_ID_MAX)
+        bound = cbound = ""
+        bound_params = []
+        if until is not None:
+            bound, cbound = " AND checkpoint_id <= %s", " AND c.checkpoint_id <= %s"
+            bound_params = [_checkpoint_id(until)]
+        with _connection(self.using) as connection:
+            sql = self._sql(connection)
+            with _write(connection), _cursor(connection) as cursor:
+                cursor.execute(
+                    f"INSERT INTO {sql.bl} ({_BLOB_COLUMNS}) "
+                    f"SELECT %s, b.checkpoint_ns, b.channel, b.version, b.type, b.blob "
+                    f"FROM {sql.bl} b WHERE b.thread_id = %s AND EXISTS ("
+                    f"SELECT 1 FROM {sql.cp} c CROSS JOIN {sql.each_version} e "
+                    f"WHERE c.thread_id = %s AND c.checkpoint_ns = b.checkpoint_ns{cbound} "
+                    f"AND e.key = b.channel AND {sql.each_version_value} = b.version) "
+                    "ON CONFLICT DO NOTHING",
+                    [target, source, source, *bound_params],
+                )
+                cursor.execute(
+                    f"INSERT INTO {sql.wr} ({_WRITE_COLUMNS}) "
+                    "SELECT %s, checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel, "
+                    f"type, blob FROM {sql.wr} WHERE thread_id = %s{bound} ON CONFLICT DO NOTHING",
+                    [target, source, *bound_params],
+                )
+                cursor.execute(
+                    f"INSERT INTO {sql.cp} ({_CHECKPOINT_COLUMNS}) "
+                    "SELECT %s, checkpoint_ns, checkpoint_id, parent_checkpoint_id, checkpoint, "
+                    "blob_versions, metadata, run_id, created_at "
+                    f"FROM {sql.cp} WHERE thread_id = %s{bound} "
+                    "ON CONFLICT DO NOTHING",
+                    [target, source, *bound_params],
+                )
+                return cursor.rowcount
+
+    def discard_resumes(self, thread_id: str, checkpoint_ns: str, checkpoint_id: str) -> None:
+        """Take back the answers to a checkpoint's interrupts: its resume writes and what
+        the resumed tasks wrote after them (their interrupts stay), so that the checkpoint
+        waits for a human again, as it did when it was made."""
+        thread_id = _checked(thread_id, "thread_id", models.THREAD_ID_MAX)
+        ns = _namespace(checkpoint_ns)
+        checkpoint_id = _checkpoint_id(checkpoint_id)
+        with _connection(self.using) as connection:
+            sql = self._sql(connection)
+            with _write(connection, atomic=False), _cursor(connection) as cursor:
+                cursor.execute(
+                    f"DELETE FROM {sql.wr} WHERE thread_id = %s AND checkpoint_ns = %s "
+                    "AND checkpoint_id = %s AND channel <> %s AND task_id IN ("
+                    f"SELECT task_id FROM {sql.wr} WHERE thread_id = %s AND checkpoint_ns = %s "
+                    "AND checkpoint_id = %s AND channel = %s)",
+                    [thread_id, ns, checkpoint_id, INTERRUPT, thread_id, ns, checkpoint_id, RESUME],
+                )
+
+    def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        if isinstance(thread_ids, str):
+            raise TypeError("thread_ids must be a sequence of thread ids, not a str")
+        if strategy not in ("keep_latest", "delete"):
+            raise ValueError(f"unknown prune strategy {strategy!r}: use 'keep_latest' or 'delete'")
+        ids = [_checked(t, "thread_id", models.THREAD_ID_MAX) for t in thread_ids]
+        if not ids:
+            return
+        if strategy == "delete":
+            self._delete_threads(ids)
+            return
+        refused = self.delta_threads(ids)
+        if refused:
+            raise NotImplementedError(
+                "keep_latest cannot prune threads that use a DeltaChannel (their latest "
+                f"value is rebuilt from older checkpoints): {', '.join(refused)}"
+            )
+        for thread_id in ids:
+            self.prune_thread(thread_id, keep_last=1)
+
+    def delta_threads(self, thread_ids: Sequence[str]) -> list[str]:
+        """The threads among ``thread_ids`` whose checkpoints use a DeltaChannel."""
+        if not thread_ids:
+            return []
+        marks = ", ".join(["%s"] * len(thread_ids))
+        with _connection(self.using) as connection:
+            sql = self._sql(connection)
+            has_key = (
+                "(metadata ? 'counters_since_delta_snapshot' "
+                "OR metadata ? 'delta_writes_versioned')"
+                if sql.postgres
+                else "(json_type(metadata, '$.counters_since_delta_snapshot') IS NOT NULL "
+                "OR json_type(metadata, '$.delta_writes_versioned') IS NOT NULL)"
+            )
+            with _cursor(connection) as cursor:
+                cursor.execute(
+                    f"SELECT DISTINCT thread_id FROM {sql.cp} "
+                    f"WHERE thread_id IN ({marks}) AND {has_key}",
+                    list(thread_ids),
+                )
+                return sorted(row[0] for row in cursor.fetchall())
+
+    def prune_thread(
+        self,
+        thread_id: str,
+        *,
+        keep_last: int = 1,
+        older_than=None,
+        dry_run: bool = False,
+    ) -> list[tuple[str, str]]:
+        """Delete a thread's checkpoints beyond the newest ``keep_last`` of each namespace
+        (0: no limit) and, if ``older_than`` (a datetime) is given, those created before
+        it; the newest checkpoint of each namespace is always kept. A subgraph call's
+        namespace (``node:task_id``) goes whole with the root checkpoint the call started
+        from, as in PostgresSaver (a ``checkpointer=True`` subgraph's, without a task id,
+        keeps its newest). One transaction; returns the (namespace, checkpoint_id) deleted
+        (or that would be, ``dry_run``)."""
+        thread_id = _checked(thread_id, "thread_id", models.THREAD_ID_MAX)
+        with _connection(self.using) as connection:
+            sql = self._sql(connection)
+            with _write(connection):
+                with _cursor(connection) as cursor:
+                    cursor.execute(
+                        f"SELECT id, checkpoint_ns, checkpoint_id, created_at, "
+                        f"CASE WHEN checkpoint_ns = '' THEN NULL ELSE {sql.metadata} END "
+                        f"FROM {sql.cp} WHERE thread_id = %s "
+                        "ORDER BY checkpoint_ns, checkpoint_id DESC",
+                        [thread_id],
+                    )
+                    rows = cursor.fetchall()
+                converter = connection.ops.convert_datetimefield_value if not sql.postgres else None
+                doomed: dict[int, tuple] = {}
+                call_roots: dict[str, str | None] = {}
+                position = 0
+                previous_ns = None
+                for pk, ns, checkpoint_id, created_at, metadata in rows:
+                    if metadata is not None and ":" in ns and ns not in call_roots:
+                        parents = _loads(metadata).get("parents")
+                        call_roots[ns] = parents.get("") if isinstance(parents, dict) else None
+                    position = position + 1 if ns == previous_ns else 1
+                    previous_ns = ns
+                    if position == 1:
+                        continue  # the namespace's latest: never deleted on its own
+                    too_many = keep_last > 0 and position > keep_last
+                    too_old = False
+                    if older_than is not None:
+                        if converter is not None:
+                            created_at = converter(created_at, None, connection)
+                        too_old = created_at < older_than
+                    if too_many or too_old:
+                        doomed[pk] = (pk, thread_id, ns, checkpoint_id)
+                gone_roots = {item[3] for item in doomed.values() if item[2] == ""}
+                ended_calls = {ns for ns, root in call_roots.items() if root in gone_roots}
+                for pk, ns, checkpoint_id, _, _ in rows:
+                    if ns in ended_calls:
+                        doomed[pk] = (pk, thread_id, ns, checkpoint_id)
+                if doomed and not dry_run:
+                    self._delete_checkpoints(connection, sql, list(doomed.values()))
+        return [(ns, checkpoint_id) for _, _, ns, checkpoint_id in doomed.values()]
+
+    async def adelete_thread(self, thread_id: str) -> None:
+        await self._arun(self.delete_thread, thread_id)
+
+    async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
+        await self._arun(self.delete_for_runs, run_ids)
+
+    async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        await self._arun(self.copy_thread, source_thread_id, target_thread_id)
+
+    async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        await self._arun(self.prune, thread_ids, strategy=strategy)
+
+    # --- versions -----------------------------------------------------------------
+
+    def get_next_version(self, current: str | int | None, channel: None = None) -> str:
+        """``<counter>.<random>``: increasing, and unique across branches of a thread, so
+        that replaying from an old checkpoint never reuses a version (and its blob)."""
+        if current is None:
+            counter = 0
+        elif isinstance(current, int):
+            counter = current
+        else:
+            counter = int(str(current).split(".")[0])
+        return f"{counter + 1:032}.{random.random():016}"  # noqa: S311 - not a secret
+
+
+# SQLite has one writer at a time; taking turns in the process spares our connections
+# the busy handler's sleeps when LangGraph's threads write at once.
+_SQLITE_WRITERS: dict[str, threading.RLock] = defaultdict(threading.RLock)
+
+
+@contextmanager
+def _write(connection: BaseDatabaseWrapper, atomic: bool = True) -> Iterator[None]:
+    """Around the statements of a write: a transaction (or the caller's, without a
+    savepoint: an error dooms the caller's block) when ``atomic``."""
+    lock = None
+    if connection.vendor == "sqlite" and not connection.in_atomic_block:
+        lock = _SQLITE_WRITERS[connection.alias]
+        lock.acquire()
+    try:
+        if atomic:
+            with transaction.atomic(using=connection.alias, savepoint=False):
+                yield
+        else:
+            yield
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _now():
+    from core.time import now
+
+    return now()
+
+
+def _metadata(metadata: dict[str, Any]) -> tuple[str, str]:
+    """Metadata as JSON safe for any backend (no NUL), and its run id for the column."""
+    try:
+        text = _dumps(metadata)
+    except TypeError as exc:
+        raise ValueError(f"checkpoint metadata cannot be stored as JSON: {exc}") from None
+    if "\\u0000" in text:
+        metadata = strip_nul(metadata)
+        text = _dumps(metadata)
+    run_id = metadata.get("run_id")
+    return text, "" if run_id is None else str(run_id)[: models.RUN_ID_MAX]
