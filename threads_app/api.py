@@ -1,0 +1,1005 @@
+"""The LangGraph Server API surface, so that the official `langgraph-sdk` client works.
+
+Assistants are Workflows, threads are Threads (each in a Session), runs are Runs executed
+by the Celery runtime; thread state and history are read through DjangoSaver. A request
+field Statehouse does not support is refused with 422 naming it (the request schemas
+forbid unknown fields), never silently ignored.
+"""
+
+import asyncio
+import json
+import uuid
+from datetime import datetime
+from typing import Any, Literal
+
+from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.http import HttpResponse, StreamingHttpResponse
+from ninja import Query, Router, Schema
+from ninja.errors import HttpError
+from pydantic import ConfigDict, Field
+
+from core import state
+from core.metadata import InvalidJSON, normalize_metadata
+from sessions_app.models import Session
+from threads_app import graph_state, registry, services
+from threads_app.models import Run, RunEvent, Thread, Workflow
+
+langgraph_router = Router(tags=["LangGraph"])
+
+Json = dict[str, Any]
+MAX_INT = 2**31 - 1  # pagination numbers beyond this are refused (422), not passed on
+
+
+class Strict(Schema):
+    """Request bodies: unknown fields are refused (422 naming the field)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+def _limit(value: int) -> int:
+    return max(1, min(int(value), settings.STATEHOUSE_API_MAX_LIMIT))
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def _is_staff(user) -> bool:
+    return bool(user.is_active and user.is_staff)
+
+
+# --- ownership: another owner's object is a 404 -------------------------------------
+
+
+def visible_threads(user):
+    threads = Thread.objects.select_related("session", "workflow")
+    return threads if _is_staff(user) else threads.filter(session__owner=user)
+
+
+def get_thread(request, thread_id) -> Thread:
+    try:
+        pk = uuid.UUID(str(thread_id))
+    except ValueError:
+        raise HttpError(404, f"Thread {thread_id} not found") from None
+    thread = visible_threads(request.auth).filter(pk=pk).first()
+    if thread is None:
+        raise HttpError(404, f"Thread {thread_id} not found")
+    return thread
+
+
+def get_run(request, thread_id, run_id) -> Run:
+    thread = get_thread(request, thread_id)
+    try:
+        pk = uuid.UUID(str(run_id))
+    except ValueError:
+        raise HttpError(404, f"Run {run_id} not found") from None
+    run = Run.objects.filter(pk=pk, thread=thread).select_related("thread", "workflow").first()
+    if run is None:
+        raise HttpError(404, f"Run {run_id} not found")
+    return run
+
+
+def get_workflow(request, assistant_id, write: bool = False) -> Workflow:
+    try:
+        workflow = services.resolve_workflow(assistant_id)
+    except services.WorkflowNotFound:
+        raise HttpError(404, f"Assistant {assistant_id} not found") from None
+    if write and not _is_staff(request.auth) and workflow.owner_id != request.auth.pk:
+        # System assistants and other users' assistants are read-only for non-staff.
+        raise HttpError(404 if workflow.owner_id else 409, "This assistant cannot be changed")
+    return workflow
+
+
+# --- shapes -------------------------------------------------------------------------
+
+
+def assistant_out(workflow: Workflow) -> Json:
+    return {
+        "assistant_id": str(workflow.pk),
+        "graph_id": workflow.graph_id,
+        "config": workflow.config,
+        "context": workflow.context,
+        "metadata": workflow.metadata | ({"created_by": "system"} if workflow.is_system else {}),
+        "name": workflow.name,
+        "description": workflow.description or None,
+        "version": workflow.version,
+        "created_at": _iso(workflow.created_at),
+        "updated_at": _iso(workflow.updated_at),
+    }
+
+
+def thread_out(thread: Thread) -> Json:
+    interrupts: dict[str, list] = {}
+    for item in thread.interrupts or []:
+        task = item.get("task_id") or ""
+        interrupts.setdefault(task, []).append({"value": item.get("value"), "id": item.get("id")})
+    metadata = dict(thread.metadata)
+    metadata.setdefault("session_id", str(thread.session_id))
+    if thread.workflow_id:
+        metadata.setdefault("graph_id", thread.workflow.graph_id)
+        metadata.setdefault("assistant_id", str(thread.workflow_id))
+    return {
+        "thread_id": str(thread.pk),
+        "created_at": _iso(thread.created_at),
+        "updated_at": _iso(thread.updated_at),
+        "state_updated_at": _iso(thread.updated_at),
+        "metadata": metadata,
+        "status": thread.status,
+        "values": thread.values,
+        "interrupts": interrupts,
+        "config": thread.config,
+        "error": thread.error or None,
+    }
+
+
+def run_out(run: Run) -> Json:
+    return {
+        "run_id": str(run.pk),
+        "thread_id": str(run.thread_id),
+        "assistant_id": str(run.workflow_id) if run.workflow_id else None,
+        "created_at": _iso(run.created_at),
+        "updated_at": _iso(run.updated_at),
+        "status": run.status,
+        "metadata": run.metadata,
+        "multitask_strategy": run.multitask_strategy,
+        "kwargs": {
+            "input": run.input,
+            "command": run.command,
+            "config": run.config,
+            **{k: v for k, v in (run.kwargs or {}).items() if k != "timeout_s"},
+        },
+    }
+
+
+# --- info ---------------------------------------------------------------------------
+
+
+@langgraph_router.get("/ok", summary="Liveness (authenticated, like every API route)")
+def ok(request):
+    return {"ok": True}
+
+
+@langgraph_router.get("/info", summary="Server information")
+def info(request):
+    return {
+        "version": "statehouse-1.0",
+        "langgraph_py_version": _version("langgraph"),
+        "flags": {"assistants": True, "crons": False, "langsmith": False},
+        "graphs": registry.graph_ids(),
+    }
+
+
+def _version(package: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return "unknown"
+
+
+# --- assistants ---------------------------------------------------------------------
+
+
+class AssistantCreate(Strict):
+    graph_id: str
+    assistant_id: str | None = None
+    config: Json | None = None
+    context: Json | None = None
+    metadata: Json | None = None
+    if_exists: Literal["raise", "do_nothing"] = "raise"
+    name: str | None = None
+    description: str | None = None
+
+
+class AssistantPatch(Strict):
+    graph_id: str | None = None
+    config: Json | None = None
+    context: Json | None = None
+    metadata: Json | None = None
+    name: str | None = None
+    description: str | None = None
+
+
+class AssistantSearch(Strict):
+    metadata: Json | None = None
+    graph_id: str | None = None
+    name: str | None = None
+    limit: int = Field(default=10, ge=1, le=MAX_INT)
+    offset: int = Field(default=0, ge=0, le=MAX_INT)
+    sort_by: Literal["assistant_id", "graph_id", "name", "created_at", "updated_at"] | None = None
+    sort_order: Literal["asc", "desc"] | None = None
+    select: list[str] | None = None
+
+
+class AssistantCount(Strict):
+    metadata: Json | None = None
+    graph_id: str | None = None
+    name: str | None = None
+
+
+def _check_graph(graph_id: str) -> None:
+    if graph_id not in registry.graph_ids():
+        known = ", ".join(registry.graph_ids())
+        raise HttpError(422, f"graph_id {graph_id!r} is not registered (known: {known})")
+
+
+@langgraph_router.post("/assistants", summary="Create an assistant")
+def create_assistant(request, body: AssistantCreate):
+    _check_graph(body.graph_id)
+    if body.assistant_id:
+        try:
+            existing = Workflow.objects.filter(pk=uuid.UUID(body.assistant_id)).first()
+        except ValueError:
+            raise HttpError(422, "assistant_id must be a UUID") from None
+        if existing is not None:
+            if body.if_exists == "do_nothing":
+                return assistant_out(existing)
+            raise HttpError(409, f"Assistant {body.assistant_id} already exists")
+    workflow = state.create_state(
+        "workflow",
+        {
+            **({"id": body.assistant_id} if body.assistant_id else {}),
+            "graph_id": body.graph_id,
+            "name": body.name or body.graph_id,
+            "description": body.description or "",
+            "config": body.config or {},
+            "context": body.context or {},
+            "metadata": normalize_metadata(body.metadata),
+            "owner": request.auth,
+        },
+        actor=request.auth,
+    )
+    return assistant_out(workflow)
+
+
+def _assistants(body) -> Any:
+    workflows = Workflow.objects.all()
+    if body.graph_id:
+        workflows = workflows.filter(graph_id=body.graph_id)
+    if body.name:
+        workflows = workflows.filter(name__icontains=body.name)
+    return _json_contains(workflows, "metadata", body.metadata)
+
+
+@langgraph_router.post("/assistants/search", summary="Search assistants")
+def search_assistants(request, body: AssistantSearch):
+    services.sync_system_workflows()
+    order = {"assistant_id": "id"}.get(body.sort_by or "created_at", body.sort_by or "created_at")
+    prefix = "" if body.sort_order == "asc" else "-"
+    workflows = _assistants(body).order_by(prefix + order, "id")
+    page = workflows[body.offset : body.offset + _limit(body.limit)]
+    return [assistant_out(workflow) for workflow in page]
+
+
+@langgraph_router.post("/assistants/count", response=int, summary="Count assistants")
+def count_assistants(request, body: AssistantCount):
+    services.sync_system_workflows()
+    return _assistants(body).count()
+
+
+@langgraph_router.get("/assistants/{assistant_id}", summary="Get an assistant")
+def read_assistant(request, assistant_id: str):
+    return assistant_out(get_workflow(request, assistant_id))
+
+
+@langgraph_router.patch("/assistants/{assistant_id}", summary="Update an assistant")
+def patch_assistant(request, assistant_id: str, body: AssistantPatch):
+    workflow = get_workflow(request, assistant_id, write=True)
+    changes = body.model_dump(exclude_none=True)
+    if "graph_id" in changes:
+        _check_graph(changes["graph_id"])
+    if "metadata" in changes:
+        changes["metadata"] = workflow.metadata | normalize_metadata(changes["metadata"])
+    workflow = state.update_state("workflow", workflow.pk, changes, actor=request.auth)
+    return assistant_out(workflow)
+
+
+@langgraph_router.delete("/assistants/{assistant_id}", response={204: None})
+def delete_assistant(request, assistant_id: str):
+    workflow = get_workflow(request, assistant_id, write=True)
+    state.delete_state("workflow", workflow.pk, actor=request.auth)
+    return 204, None
+
+
+@langgraph_router.get("/assistants/{assistant_id}/graph", summary="The assistant's graph")
+def assistant_graph(request, assistant_id: str, xray: int | bool = False):
+    workflow = get_workflow(request, assistant_id)
+    graph = registry.load_graph(workflow.graph_id, workflow.config)
+    drawable = graph.get_graph(xray=xray)
+    return drawable.to_json()
+
+
+@langgraph_router.get("/assistants/{assistant_id}/schemas", summary="The graph's schemas")
+def assistant_schemas(request, assistant_id: str):
+    workflow = get_workflow(request, assistant_id)
+    graph = registry.load_graph(workflow.graph_id, workflow.config)
+
+    def schema(method):
+        try:
+            return method()
+        except Exception:
+            return None
+
+    return {
+        "graph_id": workflow.graph_id,
+        "input_schema": schema(graph.get_input_jsonschema),
+        "output_schema": schema(graph.get_output_jsonschema),
+        "state_schema": schema(lambda: graph.get_input_jsonschema()),
+        "config_schema": schema(graph.get_config_jsonschema),
+        "context_schema": schema(graph.get_context_jsonschema),
+    }
+
+
+# --- threads ------------------------------------------------------------------------
+
+
+class ThreadCreate(Strict):
+    thread_id: str | None = None
+    metadata: Json | None = None
+    if_exists: Literal["raise", "do_nothing"] = "raise"
+    # Statehouse: start from the session's context window (needs metadata.graph_id).
+    from_session_context: bool = False
+
+
+class ThreadPatch(Strict):
+    metadata: Json
+
+
+class ThreadSearch(Strict):
+    metadata: Json | None = None
+    values: Json | None = None
+    ids: list[str] | None = None
+    status: Literal["idle", "busy", "interrupted", "error"] | None = None
+    limit: int = Field(default=10, ge=1, le=MAX_INT)
+    offset: int = Field(default=0, ge=0, le=MAX_INT)
+    sort_by: Literal["thread_id", "status", "created_at", "updated_at"] | None = None
+    sort_order: Literal["asc", "desc"] | None = None
+
+
+class ThreadCount(Strict):
+    metadata: Json | None = None
+    values: Json | None = None
+    status: Literal["idle", "busy", "interrupted", "error"] | None = None
+
+
+def _json_contains(queryset, field: str, wanted: Json | None):
+    """Filter on JSON containment: PostgreSQL's @> (GIN-indexable), key by key elsewhere."""
+    if not wanted:
+        return queryset
+    try:
+        wanted = normalize_metadata(wanted)
+    except InvalidJSON as exc:
+        raise HttpError(422, f"{field} filter: {exc}") from None
+    if queryset.db == "default" and _vendor() == "postgresql":
+        return queryset.filter(**{f"{field}__contains": wanted})
+    condition = Q()
+    for key, value in wanted.items():
+        condition &= Q(**{f"{field}__{key}": value})
+    return queryset.filter(condition)
+
+
+def _vendor() -> str:
+    from django.db import connection
+
+    return connection.vendor
+
+
+def _session_for(request, metadata: Json) -> Session:
+    """The session named by metadata.session_id (the caller's), or a new one."""
+    session_id = metadata.get("session_id")
+    if session_id:
+        sessions = Session.objects.all()
+        if not _is_staff(request.auth):
+            sessions = sessions.filter(owner=request.auth)
+        try:
+            session = sessions.filter(pk=uuid.UUID(str(session_id))).first()
+        except ValueError:
+            session = None
+        if session is None:
+            raise HttpError(404, f"Session {session_id} not found")
+        return session
+    return state.create_state(
+        "session",
+        {"owner": request.auth, "title": "", "metadata": {"created_by": "api"}},
+        actor=request.auth,
+    )
+
+
+def create_thread_for(request, thread_id: str | None, metadata: Json | None, **extra) -> Thread:
+    metadata = normalize_metadata(metadata)
+    workflow = None
+    graph_id = metadata.get("graph_id") or metadata.get("assistant_id")
+    if graph_id:
+        try:
+            workflow = services.resolve_workflow(graph_id)
+        except services.WorkflowNotFound:
+            workflow = None
+    with transaction.atomic():
+        session = _session_for(request, metadata)
+        initial = {
+            "session": session,
+            "workflow": workflow,
+            "metadata": {k: v for k, v in metadata.items() if k != "session_id"},
+            **extra,
+        }
+        if thread_id:
+            initial["id"] = thread_id
+        return state.create_state("thread", initial, actor=request.auth)
+
+
+@langgraph_router.post("/threads", summary="Create a thread")
+def create_thread(request, body: ThreadCreate):
+    if body.thread_id:
+        try:
+            uuid.UUID(body.thread_id)
+        except ValueError:
+            raise HttpError(422, "thread_id must be a UUID") from None
+        existing = Thread.objects.filter(pk=body.thread_id).select_related("session").first()
+        if existing is not None:
+            visible = _is_staff(request.auth) or existing.session.owner_id == request.auth.pk
+            if body.if_exists == "do_nothing" and visible:
+                return thread_out(existing)
+            raise HttpError(409, f"Thread {body.thread_id} already exists")
+    with transaction.atomic():
+        thread = create_thread_for(request, body.thread_id, body.metadata)
+        if body.from_session_context:
+            services.seed_from_session_context(thread, actor=request.auth)
+    return thread_out(Thread.objects.select_related("workflow").get(pk=thread.pk))
+
+
+def _threads(request, body):
+    threads = visible_threads(request.auth)
+    if getattr(body, "ids", None):
+        try:
+            threads = threads.filter(pk__in=[uuid.UUID(i) for i in body.ids])
+        except ValueError:
+            raise HttpError(422, "ids must be UUIDs") from None
+    if body.status:
+        threads = threads.filter(status=body.status)
+    metadata = dict(body.metadata or {})
+    session_id = metadata.pop("session_id", None)
+    if session_id:
+        threads = threads.filter(session_id=session_id)
+    threads = _json_contains(threads, "metadata", metadata)
+    return _json_contains(threads, "values", body.values)
+
+
+@langgraph_router.post("/threads/search", summary="Search threads")
+def search_threads(request, body: ThreadSearch):
+    order = {"thread_id": "id"}.get(body.sort_by or "created_at", body.sort_by or "created_at")
+    prefix = "" if body.sort_order == "asc" else "-"
+    threads = _threads(request, body).order_by(prefix + order, "id")
+    return [thread_out(t) for t in threads[body.offset : body.offset + _limit(body.limit)]]
+
+
+@langgraph_router.post("/threads/count", response=int, summary="Count threads")
+def count_threads(request, body: ThreadCount):
+    return _threads(request, body).count()
+
+
+@langgraph_router.get("/threads/{thread_id}", summary="Get a thread")
+def read_thread(request, thread_id: str):
+    return thread_out(get_thread(request, thread_id))
+
+
+@langgraph_router.patch("/threads/{thread_id}", summary="Update a thread's metadata")
+def patch_thread(request, thread_id: str, body: ThreadPatch):
+    thread = get_thread(request, thread_id)
+    metadata = thread.metadata | normalize_metadata(body.metadata)
+    metadata.pop("session_id", None)
+    thread = state.update_state("thread", thread.pk, {"metadata": metadata}, actor=request.auth)
+    return thread_out(Thread.objects.select_related("workflow").get(pk=thread.pk))
+
+
+@langgraph_router.delete("/threads/{thread_id}", response={204: None})
+def delete_thread(request, thread_id: str):
+    thread = get_thread(request, thread_id)
+    from checkpoints_app.saver import DjangoSaver
+
+    with transaction.atomic():
+        for run in thread.runs.filter(status__in=services.ACTIVE_RUN_STATUSES):
+            services.cancel_run(run.pk, actor=request.auth)
+        state.delete_state("thread", thread.pk, actor=request.auth)
+        DjangoSaver().delete_thread(str(thread.pk))
+    return 204, None
+
+
+@langgraph_router.post("/threads/{thread_id}/copy", summary="Copy a thread with its checkpoints")
+def copy_thread(request, thread_id: str):
+    from checkpoints_app.saver import DjangoSaver
+
+    source = get_thread(request, thread_id)
+    with transaction.atomic():
+        copy = state.create_state(
+            "thread",
+            {
+                "session": source.session,
+                "workflow": source.workflow,
+                "metadata": source.metadata | {"copied_from": str(source.pk)},
+                "config": source.config,
+                "values": source.values,
+                "interrupts": source.interrupts,
+                "status": source.status if source.status != "busy" else "idle",
+            },
+            actor=request.auth,
+        )
+        DjangoSaver().copy_thread(str(source.pk), str(copy.pk))
+    return thread_out(Thread.objects.select_related("workflow").get(pk=copy.pk))
+
+
+# --- thread state -------------------------------------------------------------------
+
+
+class StateUpdate(Strict):
+    values: Any = None
+    as_node: str | None = None
+    checkpoint_id: str | None = None
+    checkpoint: Json | None = None
+
+
+class StateAtCheckpoint(Strict):
+    checkpoint: Json
+    subgraphs: bool = False
+
+
+class HistoryQuery(Strict):
+    limit: int = Field(default=10, ge=1, le=MAX_INT)
+    before: str | Json | None = None
+    metadata: Json | None = None
+    checkpoint: Json | None = None
+
+
+@langgraph_router.get("/threads/{thread_id}/state", summary="The thread's current state")
+def thread_state(request, thread_id: str, subgraphs: bool = False):
+    return graph_state.current(get_thread(request, thread_id), subgraphs=subgraphs)
+
+
+@langgraph_router.post("/threads/{thread_id}/state/checkpoint", summary="State at a checkpoint")
+def thread_state_at_post(request, thread_id: str, body: StateAtCheckpoint):
+    thread = get_thread(request, thread_id)
+    return graph_state.current(thread, checkpoint=body.checkpoint, subgraphs=body.subgraphs)
+
+
+@langgraph_router.get("/threads/{thread_id}/state/{checkpoint_id}", summary="State at a checkpoint")
+def thread_state_at(request, thread_id: str, checkpoint_id: str, subgraphs: bool = False):
+    thread = get_thread(request, thread_id)
+    return graph_state.current(
+        thread, checkpoint={"checkpoint_id": checkpoint_id}, subgraphs=subgraphs
+    )
+
+
+@langgraph_router.post("/threads/{thread_id}/state", summary="Update the thread's state")
+def update_thread_state(request, thread_id: str, body: StateUpdate):
+    thread = get_thread(request, thread_id)
+    if thread.status == Thread.Status.BUSY:
+        raise HttpError(409, f"Thread {thread_id} is busy with a run")
+    checkpoint = dict(body.checkpoint or {})
+    if body.checkpoint_id:
+        checkpoint["checkpoint_id"] = body.checkpoint_id
+    return graph_state.update(thread, body.values, body.as_node, checkpoint, actor=request.auth)
+
+
+@langgraph_router.post("/threads/{thread_id}/history", summary="The thread's state history")
+def thread_history(request, thread_id: str, body: HistoryQuery):
+    thread = get_thread(request, thread_id)
+    return graph_state.history(
+        thread,
+        limit=_limit(body.limit),
+        before=body.before,
+        metadata=body.metadata,
+        checkpoint=body.checkpoint,
+    )
+
+
+@langgraph_router.get("/threads/{thread_id}/history", summary="The thread's state history")
+def thread_history_get(
+    request, thread_id: str, limit: int = Query(10, ge=1, le=MAX_INT), before: str | None = None
+):
+    thread = get_thread(request, thread_id)
+    before_config = {"checkpoint_id": before} if before else None
+    return graph_state.history(thread, limit=_limit(limit), before=before_config)
+
+
+# --- runs ---------------------------------------------------------------------------
+
+
+class CommandIn(Strict):
+    resume: Any = None
+    update: Any = None
+    goto: Any = None
+
+
+class RunCreate(Strict):
+    assistant_id: str
+    input: Any = None
+    command: CommandIn | None = None
+    config: Json | None = None
+    context: Json | None = None
+    metadata: Json | None = None
+    stream_mode: str | list[str] = "values"
+    stream_subgraphs: bool = False
+    stream_resumable: bool = False
+    interrupt_before: Literal["*"] | list[str] | None = None
+    interrupt_after: Literal["*"] | list[str] | None = None
+    checkpoint_id: str | None = None
+    checkpoint: Json | None = None
+    multitask_strategy: Literal["reject", "interrupt", "rollback", "enqueue"] = "enqueue"
+    if_not_exists: Literal["create", "reject"] = "reject"
+    after_seconds: float | None = Field(default=None, ge=0)
+    on_completion: Literal["delete", "keep"] | None = None
+
+
+def _start_run(request, thread: Thread, body: RunCreate, **extra) -> Run:
+    command = body.command.model_dump(exclude_none=True) if body.command else None
+    checkpoint_id = body.checkpoint_id or (body.checkpoint or {}).get("checkpoint_id")
+    return services.create_run(
+        thread,
+        workflow=body.assistant_id,
+        input=body.input,
+        command=command,
+        config=body.config,
+        context=body.context,
+        metadata=body.metadata,
+        stream_mode=body.stream_mode,
+        stream_subgraphs=body.stream_subgraphs,
+        interrupt_before=body.interrupt_before,
+        interrupt_after=body.interrupt_after,
+        checkpoint_id=checkpoint_id,
+        multitask_strategy=body.multitask_strategy,
+        after_seconds=body.after_seconds,
+        extra_kwargs=extra or None,
+        actor=request.auth,
+    )
+
+
+def _thread_for_run(request, thread_id: str, body: RunCreate) -> Thread:
+    try:
+        return get_thread(request, thread_id)
+    except HttpError:
+        if body.if_not_exists != "create":
+            raise
+    try:
+        uuid.UUID(thread_id)
+    except ValueError:
+        raise HttpError(422, "thread_id must be a UUID") from None
+    if Thread.objects.filter(pk=thread_id).exists():
+        raise HttpError(404, f"Thread {thread_id} not found")
+    return create_thread_for(request, thread_id, {"graph_id": body.assistant_id})
+
+
+def _stateless_thread(request, body: RunCreate) -> Thread:
+    """A thread of its own for a stateless run; deleted after it finishes unless kept."""
+    metadata = {"graph_id": body.assistant_id}
+    if body.on_completion != "keep":
+        metadata["temporary"] = True
+    return create_thread_for(request, None, metadata)
+
+
+def _locations(run: Run, tail: str = "") -> dict[str, str]:
+    path = f"/threads/{run.thread_id}/runs/{run.pk}"
+    headers = {"Content-Location": path}
+    if tail:
+        headers["Location"] = path + tail
+    return headers
+
+
+def _with_headers(response, headers: dict[str, str]):
+    for key, value in headers.items():
+        response[key] = value
+    return response
+
+
+@langgraph_router.post("/threads/{thread_id}/runs", summary="Create a background run")
+def create_run(request, thread_id: str, body: RunCreate, response: HttpResponse):
+    thread = _thread_for_run(request, thread_id, body)
+    run = _start_run(request, thread, body)
+    _with_headers(response, _locations(run))
+    return run_out(run)
+
+
+@langgraph_router.post("/runs", summary="Create a stateless background run")
+def create_stateless_run(request, body: RunCreate, response: HttpResponse):
+    run = _start_run(request, _stateless_thread(request, body), body)
+    _with_headers(response, _locations(run))
+    return run_out(run)
+
+
+@langgraph_router.get("/threads/{thread_id}/runs", summary="List a thread's runs")
+def list_runs(
+    request,
+    thread_id: str,
+    limit: int = Query(10, ge=1, le=MAX_INT),
+    offset: int = Query(0, ge=0, le=MAX_INT),
+    status: Literal["pending", "running", "success", "error", "timeout", "interrupted"]
+    | None = None,
+):
+    thread = get_thread(request, thread_id)
+    runs = thread.runs.order_by("-created_at")
+    if status:
+        runs = runs.filter(status=status)
+    return [run_out(run) for run in runs[offset : offset + _limit(limit)]]
+
+
+# --- waiting and streaming ----------------------------------------------------------
+
+
+async def _final_output(run_id) -> Json:
+    """What /wait and /join return: the thread's values, or the run's error."""
+
+    @sync_to_async
+    def read():
+        run = Run.objects.select_related("thread").get(pk=run_id)
+        if run.status in (Run.Status.ERROR, Run.Status.TIMEOUT):
+            kind, _, message = run.error.partition(": ")
+            return {"__error__": {"error": kind or run.status, "message": message or run.error}}
+        values = dict(run.thread.values or {}) if isinstance(run.thread.values, dict) else {}
+        if run.thread.interrupts:
+            values["__interrupt__"] = [
+                {"value": i.get("value"), "id": i.get("id")} for i in run.thread.interrupts
+            ]
+        return values
+
+    return await read()
+
+
+async def _run_status(run_id) -> str | None:
+    return await Run.objects.filter(pk=run_id).values_list("status", flat=True).afirst()
+
+
+async def _wait_body(run_id):
+    """Whitespace keep-alives while the run runs, then the JSON result."""
+    heartbeat = settings.STATEHOUSE_SSE_HEARTBEAT_S
+    async with RunEvents(run_id) as events:
+        waited = 0.0
+        while (await _run_status(run_id)) not in Run.FINAL_STATUSES:
+            woke = await events.wait(0.5)
+            waited = 0.0 if woke else waited + 0.5
+            if waited >= heartbeat:
+                waited = 0.0
+                yield b"\n"
+    yield json.dumps(await _final_output(run_id), default=str).encode()
+
+
+def _json_stream(body, headers: dict[str, str]) -> StreamingHttpResponse:
+    response = StreamingHttpResponse(body, content_type="application/json")
+    return _with_headers(response, headers)
+
+
+@langgraph_router.post("/threads/{thread_id}/runs/wait", summary="Create a run and wait for it")
+async def wait_run(request, thread_id: str, body: RunCreate):
+    thread = await sync_to_async(_thread_for_run)(request, thread_id, body)
+    run = await sync_to_async(_start_run)(request, thread, body)
+    return _json_stream(_wait_body(run.pk), _locations(run, "/join"))
+
+
+@langgraph_router.post("/runs/wait", summary="Create a stateless run and wait for it")
+async def wait_stateless_run(request, body: RunCreate):
+    thread = await sync_to_async(_stateless_thread)(request, body)
+    run = await sync_to_async(_start_run)(request, thread, body)
+    return _json_stream(_wait_body(run.pk), _locations(run, "/join"))
+
+
+@langgraph_router.get("/threads/{thread_id}/runs/{run_id}/join", summary="Wait for a run")
+async def join_run(request, thread_id: str, run_id: str):
+    run = await sync_to_async(get_run)(request, thread_id, run_id)
+    return _json_stream(_wait_body(run.pk), {})
+
+
+class RunEvents:
+    """Wakes a waiting request when the run's feed announces a new event (or ends).
+
+    The run's event log in the database is the source of truth; the channel layer only
+    shortens the wait, so a missed push costs at most one poll interval.
+    """
+
+    def __init__(self, run_id):
+        self.group = f"run.{run_id}"
+        self.layer = get_channel_layer()
+        self.channel = None
+
+    async def __aenter__(self):
+        if self.layer is not None:
+            from core import realtime
+
+            realtime.set_server_loop(asyncio.get_running_loop())
+            self.channel = await self.layer.new_channel()
+            await self.layer.group_add(self.group, self.channel)
+        return self
+
+    async def __aexit__(self, *exc):
+        if self.channel is not None:
+            await self.layer.group_discard(self.group, self.channel)
+
+    async def wait(self, timeout: float) -> bool:
+        if self.channel is None:
+            await asyncio.sleep(timeout)
+            return False
+        try:
+            await asyncio.wait_for(self.layer.receive(self.channel), timeout)
+            return True
+        except TimeoutError:
+            return False
+
+
+def _sse(event: str, data: Any, event_id: int | None = None) -> bytes:
+    lines = [f"event: {event}"]
+    lines.append("data: " + json.dumps(data, default=str, separators=(",", ":")))
+    if event_id is not None:
+        lines.append(f"id: {event_id}")
+    return ("\n".join(lines) + "\n\n").encode()
+
+
+class MessageAccumulator:
+    """Turns stored (chunk, metadata) pairs into the `messages` mode's partial events."""
+
+    def __init__(self):
+        self.messages: dict[str, Json] = {}
+
+    def feed(self, data) -> list[tuple[str, Any]]:
+        if not isinstance(data, list) or len(data) != 2:
+            return []
+        chunk, metadata = data
+        message_id = (chunk or {}).get("id") or "unknown"
+        out = []
+        if message_id not in self.messages:
+            out.append(("messages/metadata", {message_id: {"metadata": metadata}}))
+            self.messages[message_id] = dict(chunk)
+        else:
+            current = self.messages[message_id]
+            if isinstance(current.get("content"), str) and isinstance(chunk.get("content"), str):
+                current["content"] += chunk["content"]
+            for key in ("tool_calls", "usage_metadata", "response_metadata"):
+                if chunk.get(key):
+                    current[key] = chunk[key]
+        message = dict(self.messages[message_id])
+        if message.get("type") == "AIMessageChunk":
+            message["type"] = "ai"
+        complete = chunk.get("type") != "AIMessageChunk" or chunk.get("chunk_position") == "last"
+        out.append(("messages/complete" if complete else "messages/partial", [message]))
+        return out
+
+
+async def _event_stream(run_id, modes: list[str], last_id: int, subgraphs: bool):
+    """The run's events as SSE, from ``last_id`` on, until it ends (with heartbeats)."""
+    wanted = set(modes) | {"metadata", "end", "error"}
+    if "messages-tuple" in wanted or "messages" in wanted:
+        wanted.add("messages")
+    tuples = "messages-tuple" in modes
+    accumulator = MessageAccumulator()
+    heartbeat = settings.STATEHOUSE_SSE_HEARTBEAT_S
+    async with RunEvents(run_id) as feed:
+        idle = 0.0
+        while True:
+            events = [
+                e
+                async for e in RunEvent.objects.filter(run_id=run_id, seq__gt=last_id).order_by(
+                    "seq"
+                )[:500]
+            ]
+            for event in events:
+                last_id = event.seq
+                if event.event not in wanted or (event.namespace and not subgraphs):
+                    continue
+                suffix = f"|{event.namespace}" if event.namespace else ""
+                if event.event == "messages" and not tuples:
+                    for name, data in accumulator.feed(event.data):
+                        yield _sse(name + suffix, data, event.seq)
+                    continue
+                if event.event in ("end", "error"):
+                    yield _sse(*(await _terminal(run_id, event)), event.seq)
+                    return
+                yield _sse(event.event + suffix, event.data, event.seq)
+            if events:
+                idle = 0.0
+                continue
+            status = await _run_status(run_id)
+            if status is None or (
+                status in Run.FINAL_STATUSES and not await _more(run_id, last_id)
+            ):
+                yield _sse("end", {"run_id": str(run_id), "status": status})
+                return
+            if not await feed.wait(0.5):
+                idle += 0.5
+                if idle >= heartbeat:
+                    idle = 0.0
+                    yield b": heartbeat\n\n"
+
+
+async def _more(run_id, last_id) -> bool:
+    return await RunEvent.objects.filter(run_id=run_id, seq__gt=last_id).aexists()
+
+
+async def _terminal(run_id, event: RunEvent) -> tuple[str, Any]:
+    status = await _run_status(run_id)
+    if event.event == "error":
+        message = (event.data or {}).get("error", "") if isinstance(event.data, dict) else ""
+        kind, _, detail = message.partition(": ")
+        return "error", {"error": kind or status, "message": detail or message}
+    return "end", {"run_id": str(run_id), "status": status}
+
+
+def _sse_response(run: Run, modes, last_id: int, subgraphs: bool, created: bool):
+    response = StreamingHttpResponse(
+        _event_stream(run.pk, modes, last_id, subgraphs), content_type="text/event-stream"
+    )
+    response["Cache-Control"] = "no-store"
+    response["X-Accel-Buffering"] = "no"
+    if created:
+        _with_headers(response, _locations(run, "/stream"))
+    return response
+
+
+def _modes(value) -> list[str]:
+    modes = [value] if isinstance(value, str) else list(value or ["values"])
+    return modes
+
+
+def _last_event_id(request) -> int:
+    raw = request.headers.get("Last-Event-ID") or "0"
+    try:
+        return max(int(raw), 0)
+    except ValueError:
+        raise HttpError(400, f"Last-Event-ID must be an event id, got {raw!r}") from None
+
+
+@langgraph_router.post("/threads/{thread_id}/runs/stream", summary="Create a run and stream it")
+async def stream_run(request, thread_id: str, body: RunCreate):
+    thread = await sync_to_async(_thread_for_run)(request, thread_id, body)
+    run = await sync_to_async(_start_run)(request, thread, body)
+    return _sse_response(run, _modes(body.stream_mode), 0, body.stream_subgraphs, True)
+
+
+@langgraph_router.post("/runs/stream", summary="Create a stateless run and stream it")
+async def stream_stateless_run(request, body: RunCreate):
+    thread = await sync_to_async(_stateless_thread)(request, body)
+    run = await sync_to_async(_start_run)(request, thread, body)
+    return _sse_response(run, _modes(body.stream_mode), 0, body.stream_subgraphs, True)
+
+
+@langgraph_router.get("/threads/{thread_id}/runs/{run_id}/stream", summary="Join a run's stream")
+async def join_stream(
+    request,
+    thread_id: str,
+    run_id: str,
+    stream_mode: str | None = None,
+    cancel_on_disconnect: bool = False,
+):
+    run = await sync_to_async(get_run)(request, thread_id, run_id)
+    modes = stream_mode.split(",") if stream_mode else (run.kwargs or {}).get("stream_mode")
+    subgraphs = bool((run.kwargs or {}).get("stream_subgraphs"))
+    return _sse_response(run, _modes(modes), _last_event_id(request), subgraphs, False)
+
+
+@langgraph_router.get("/threads/{thread_id}/runs/{run_id}", summary="Get a run")
+def read_run(request, thread_id: str, run_id: str):
+    return run_out(get_run(request, thread_id, run_id))
+
+
+@langgraph_router.delete("/threads/{thread_id}/runs/{run_id}", response={204: None})
+def delete_run(request, thread_id: str, run_id: str):
+    run = get_run(request, thread_id, run_id)
+    if run.status in services.ACTIVE_RUN_STATUSES:
+        raise HttpError(409, f"Run {run_id} is {run.status}; cancel it first")
+    state.delete_state("run", run.pk, actor=request.auth)
+    return 204, None
+
+
+@langgraph_router.post("/threads/{thread_id}/runs/{run_id}/cancel", response={202: None, 204: None})
+def cancel_run(
+    request,
+    thread_id: str,
+    run_id: str,
+    wait: bool = False,
+    action: Literal["interrupt", "rollback"] = "interrupt",
+):
+    run = get_run(request, thread_id, run_id)
+    services.cancel_run(run.pk, action=action, actor=request.auth)
+    if wait:
+        services.wait_for_run(run.pk, timeout=60)
+        return 204, None
+    return 202, None

@@ -1,0 +1,167 @@
+"""A thread's graph state through DjangoSaver, in the LangGraph API's shapes."""
+
+import re
+from typing import Any
+
+from langgraph.errors import InvalidUpdateError
+from langgraph.types import StateSnapshot
+
+from core import state
+from threads_app import registry
+from threads_app.models import Thread
+from threads_app.serialization import to_jsonable
+
+
+def _saver():
+    from checkpoints_app.saver import DjangoSaver
+
+    return DjangoSaver()
+
+
+def _graph_id(thread: Thread, saver) -> str | None:
+    if thread.workflow_id:
+        return thread.workflow.graph_id
+    last_run = thread.runs.exclude(workflow=None).select_related("workflow").first()
+    if last_run is not None:
+        return last_run.workflow.graph_id
+    latest = saver.get_tuple({"configurable": {"thread_id": str(thread.pk), "checkpoint_ns": ""}})
+    if latest is not None:
+        return (latest.metadata or {}).get("graph_id")
+    return None
+
+
+def _graph(thread: Thread):
+    saver = _saver()
+    graph_id = _graph_id(thread, saver)
+    if not graph_id or graph_id not in registry.graph_ids():
+        return None
+    return registry.load_graph(graph_id, thread.config or {}, checkpointer=saver)
+
+
+CHECKPOINT_REF = re.compile(r"^[\w\-.:|]{1,255}$")
+
+
+def _ref(name: str, value: Any) -> str:
+    """A checkpoint id or namespace from a request, refused when it cannot be one."""
+    if not isinstance(value, str) or not CHECKPOINT_REF.match(value):
+        raise state.InvalidState(f"{name} is not a valid checkpoint reference: {value!r:.80}")
+    return value
+
+
+def _config(thread: Thread, checkpoint: dict | str | None = None) -> dict:
+    configurable: dict[str, Any] = {"thread_id": str(thread.pk), "checkpoint_ns": ""}
+    if isinstance(checkpoint, str):
+        configurable["checkpoint_id"] = _ref("checkpoint_id", checkpoint)
+    elif checkpoint:
+        inner = checkpoint.get("configurable", checkpoint)
+        if not isinstance(inner, dict):
+            raise state.InvalidState("checkpoint must be an object")
+        for key in ("checkpoint_id", "checkpoint_ns"):
+            if inner.get(key):
+                configurable[key] = _ref(key, inner[key])
+    return {"configurable": configurable}
+
+
+def _checkpoint(config: dict | None) -> dict | None:
+    if not config:
+        return None
+    configurable = config.get("configurable", {})
+    return {
+        "thread_id": configurable.get("thread_id"),
+        "checkpoint_ns": configurable.get("checkpoint_ns", ""),
+        "checkpoint_id": configurable.get("checkpoint_id"),
+        "checkpoint_map": configurable.get("checkpoint_map"),
+    }
+
+
+def snapshot_out(snapshot: StateSnapshot) -> dict:
+    tasks = []
+    for task in snapshot.tasks:
+        task_state = task.state
+        tasks.append(
+            {
+                "id": task.id,
+                "name": task.name,
+                "path": to_jsonable(list(task.path)),
+                "error": repr(task.error) if task.error else None,
+                "interrupts": [
+                    {"value": to_jsonable(i.value), "id": i.id} for i in task.interrupts
+                ],
+                "checkpoint": _checkpoint(task_state) if isinstance(task_state, dict) else None,
+                "state": snapshot_out(task_state)
+                if isinstance(task_state, StateSnapshot)
+                else None,
+                "result": to_jsonable(task.result),
+            }
+        )
+    return {
+        "values": to_jsonable(snapshot.values),
+        "next": list(snapshot.next),
+        "checkpoint": _checkpoint(snapshot.config),
+        "metadata": to_jsonable(snapshot.metadata),
+        "created_at": snapshot.created_at,
+        "parent_checkpoint": _checkpoint(snapshot.parent_config),
+        "tasks": tasks,
+        "interrupts": [{"value": to_jsonable(i.value), "id": i.id} for i in snapshot.interrupts],
+    }
+
+
+def _empty(thread: Thread) -> dict:
+    return {
+        "values": {},
+        "next": [],
+        "checkpoint": None,
+        "metadata": None,
+        "created_at": None,
+        "parent_checkpoint": None,
+        "tasks": [],
+        "interrupts": [],
+    }
+
+
+def current(thread: Thread, checkpoint=None, subgraphs: bool = False) -> dict:
+    graph = _graph(thread)
+    if graph is None:
+        return _empty(thread)
+    return snapshot_out(graph.get_state(_config(thread, checkpoint), subgraphs=subgraphs))
+
+
+def history(thread: Thread, limit=10, before=None, metadata=None, checkpoint=None) -> list[dict]:
+    graph = _graph(thread)
+    if graph is None:
+        return []
+    before_config = _config(thread, before) if before else None
+    snapshots = graph.get_state_history(
+        _config(thread, checkpoint), filter=metadata or None, before=before_config, limit=limit
+    )
+    return [snapshot_out(snapshot) for snapshot in snapshots]
+
+
+def update(thread: Thread, values, as_node: str | None, checkpoint=None, actor=None) -> dict:
+    """Write ``values`` as if ``as_node`` had returned them; recorded on the thread too."""
+    graph = _graph(thread)
+    if graph is None:
+        raise state.InvalidState(
+            f"thread {thread.pk} has no graph yet: give it an assistant (metadata.graph_id) "
+            "or run it once before updating its state"
+        )
+    if as_node is not None and as_node not in graph.nodes:
+        raise state.InvalidState(f"as_node {as_node!r} is not a node of the graph")
+    if values is not None and not isinstance(values, dict | list):
+        raise state.InvalidState("values must be an object (or a list of updates)")
+    try:
+        config = graph.update_state(_config(thread, checkpoint), values, as_node=as_node)
+    except (InvalidUpdateError, ValueError, TypeError, KeyError) as exc:
+        raise state.InvalidState(f"cannot update the thread's state: {exc}") from None
+    snapshot = graph.get_state({"configurable": {"thread_id": str(thread.pk)}})
+    interrupts = [
+        {"id": i.id, "value": to_jsonable(i.value), "task_id": task.id}
+        for task in snapshot.tasks
+        for i in task.interrupts
+    ]
+    waiting = bool(snapshot.next) or bool(interrupts)
+    changes = {"values": to_jsonable(snapshot.values), "interrupts": interrupts}
+    if thread.status != Thread.Status.ERROR or waiting:
+        changes["status"] = Thread.Status.INTERRUPTED if waiting else Thread.Status.IDLE
+    state.update_state("thread", thread.pk, changes, actor=actor)
+    return {"checkpoint": _checkpoint(config)}

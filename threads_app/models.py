@@ -1,0 +1,168 @@
+from django.conf import settings
+from django.db import models
+
+from core.models import StatefulModel
+
+
+class Workflow(StatefulModel):
+    """A registered graph plus default config: what LangGraph calls an assistant."""
+
+    state_entity_type = "workflow"
+
+    graph_id = models.CharField(max_length=200, db_index=True)
+    name = models.CharField(max_length=200, blank=True)
+    description = models.TextField(blank=True)
+    config = models.JSONField(default=dict, blank=True)
+    context = models.JSONField(default=dict, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    # Created from langgraph.json for each graph (id = uuid5 of the graph id).
+    is_system = models.BooleanField(default=False)
+    # Who created it (through the API or the admin); system workflows have none.
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="workflows",
+    )
+
+    class Meta:
+        ordering = ["graph_id", "name"]
+        indexes = [models.Index(fields=["-created_at"], name="workflow_created")]
+
+    def __str__(self) -> str:
+        return self.name or self.graph_id
+
+
+class Thread(StatefulModel):
+    """One LangGraph thread in a session."""
+
+    class Status(models.TextChoices):
+        # LangGraph Server's thread statuses; "busy" is the seed's "running".
+        IDLE = "idle"
+        BUSY = "busy"
+        INTERRUPTED = "interrupted"
+        ERROR = "error"
+
+    state_entity_type = "thread"
+
+    session = models.ForeignKey(
+        "sessions_app.Session", on_delete=models.CASCADE, related_name="threads"
+    )
+    workflow = models.ForeignKey(
+        Workflow, on_delete=models.SET_NULL, null=True, blank=True, related_name="threads"
+    )
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.IDLE)
+    config = models.JSONField(default=dict, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    # The graph's latest state values and pending interrupts (kept by the runtime).
+    values = models.JSONField(default=dict, blank=True)
+    interrupts = models.JSONField(default=list, blank=True)
+    result = models.JSONField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    failed_at = models.DateTimeField(null=True, blank=True)
+
+    # Running usage totals, kept by history_app.
+    total_calls = models.PositiveIntegerField(default=0)
+    total_tokens = models.PositiveBigIntegerField(default=0)
+    total_cost = models.DecimalField(max_digits=18, decimal_places=10, default=0)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["session", "status"], name="thread_session_status"),
+            models.Index(fields=["status", "-updated_at"], name="thread_status_updated"),
+            models.Index(fields=["-created_at"], name="thread_created"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Thread {self.short_id}"
+
+
+class Run(StatefulModel):
+    """One execution of a workflow on a thread."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        RUNNING = "running"
+        SUCCESS = "success"
+        ERROR = "error"
+        TIMEOUT = "timeout"
+        INTERRUPTED = "interrupted"  # cancelled; a graph's interrupt() ends as success
+
+    class MultitaskStrategy(models.TextChoices):
+        REJECT = "reject"
+        ENQUEUE = "enqueue"
+        INTERRUPT = "interrupt"
+        ROLLBACK = "rollback"
+
+    FINAL_STATUSES = frozenset({"success", "error", "timeout", "interrupted"})
+
+    state_entity_type = "run"
+
+    thread = models.ForeignKey(Thread, on_delete=models.CASCADE, related_name="runs")
+    workflow = models.ForeignKey(
+        Workflow, on_delete=models.SET_NULL, null=True, blank=True, related_name="runs"
+    )
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    input = models.JSONField(null=True, blank=True)
+    command = models.JSONField(null=True, blank=True)
+    config = models.JSONField(default=dict, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    # stream_mode, interrupt_before/after, checkpoint_id and the other run options.
+    kwargs = models.JSONField(default=dict, blank=True)
+    multitask_strategy = models.CharField(
+        max_length=16, choices=MultitaskStrategy.choices, default=MultitaskStrategy.ENQUEUE
+    )
+    not_before = models.DateTimeField(null=True, blank=True)
+    attempt = models.PositiveSmallIntegerField(default=0)
+    max_attempts = models.PositiveSmallIntegerField(default=3)
+    claimed_by = models.CharField(max_length=200, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    cancel_requested = models.CharField(max_length=16, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["thread", "-created_at"], name="run_thread_created"),
+            models.Index(fields=["status", "created_at"], name="run_status_created"),
+            models.Index(fields=["status", "lease_expires_at"], name="run_status_lease"),
+            models.Index(fields=["-created_at"], name="run_created"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Run {self.short_id}"
+
+
+class RunEvent(models.Model):
+    """One streamed event of a run: append-only, ``seq`` increasing per run.
+
+    Clients that connect late (or reconnect with ``Last-Event-ID``) replay from here.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="events")
+    seq = models.PositiveIntegerField()
+    # LangGraph stream mode ("values", "updates", "messages", "custom", "debug") or one of
+    # Statehouse's own ("metadata", "progress", "end", "error").
+    event = models.CharField(max_length=32)
+    namespace = models.CharField(max_length=255, blank=True, default="")
+    data = models.JSONField(null=True)
+    attempt = models.PositiveSmallIntegerField(default=1)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["run", "seq"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "seq"], name="runevent_unique_seq"),
+        ]
+        indexes = [models.Index(fields=["created_at"], name="runevent_created")]
+
+    def __str__(self) -> str:
+        return f"{self.run_id} #{self.seq} {self.event}"

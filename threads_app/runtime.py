@@ -1,0 +1,570 @@
+"""Executing runs durably in Celery workers.
+
+A worker *claims* a pending run (a compare-and-set through the state manager that sets
+``claimed_by`` and a lease), renews the lease with a heartbeat while the graph runs,
+streams every step into the run's event log and its Channels group, and records the
+outcome through the state manager. If the worker dies, its lease expires and the sweeper
+puts the run back to pending; the next attempt resumes from the run's last checkpoint
+(same ``run_id``), so steps already checkpointed are not executed again.
+"""
+
+import logging
+import os
+import socket
+import threading
+import time
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import close_old_connections, connection, transaction
+from django.db.models import Max
+from langgraph.types import Command
+
+from core import realtime, state
+from core.metadata import json_size
+from core.time import now
+from threads_app import registry
+from threads_app.models import Run, RunEvent, Thread
+from threads_app.serialization import to_jsonable
+
+logger = logging.getLogger(__name__)
+
+# Live pushes carry the event itself only when it is small; otherwise a notice with
+# its sequence number, and the client reads the event log.
+MAX_PUSHED_EVENT_BYTES = 32 * 1024
+# The thread keeps the final values as a cache for pages and search; above this size
+# only the checkpoints hold them.
+MAX_THREAD_VALUES_BYTES = 256 * 1024
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{threading.get_native_id()}"
+
+
+def lease_seconds() -> float:
+    return settings.STATEHOUSE_RUN_LEASE_S
+
+
+def heartbeat_seconds() -> float:
+    return settings.STATEHOUSE_HEARTBEAT_S or lease_seconds() / 3
+
+
+# --- claiming -----------------------------------------------------------------------
+
+
+def claim_run(run_id, worker: str) -> Run | None:
+    """Take the run for ``worker``; None if it is not ours to run now.
+
+    The thread's row is locked while claiming, so two runs of one thread never run at
+    once (a run queued behind another one is started when that one finishes).
+    """
+    with transaction.atomic():
+        run = Run.objects.filter(pk=run_id).first()
+        if run is None or run.status != Run.Status.PENDING:
+            return None
+        thread = Thread.objects.select_for_update().get(pk=run.thread_id)
+        ahead = (
+            Run.objects.filter(thread_id=thread.pk, status__in=("pending", "running"))
+            .exclude(pk=run.pk)
+            .filter(created_at__lt=run.created_at)
+        )
+        running_here = Run.objects.filter(thread_id=thread.pk, status="running")
+        if running_here.exists() or ahead.exists():
+            return None
+        if run.not_before and run.not_before > now():
+            return None
+        if run.attempt >= run.max_attempts:
+            _give_up(run)
+            return None
+        moment = now()
+        run = state.update_state(
+            "run",
+            run.pk,
+            {
+                "status": Run.Status.RUNNING,
+                "attempt": run.attempt + 1,
+                "claimed_by": worker,
+                "lease_expires_at": moment + timedelta(seconds=lease_seconds()),
+                "heartbeat_at": moment,
+                "started_at": run.started_at or moment,
+            },
+            expected_version=run.version,
+            actor=f"worker:{worker}",
+        )
+        if thread.status != Thread.Status.BUSY:
+            state.update_state(
+                "thread",
+                thread.pk,
+                {"status": Thread.Status.BUSY, "started_at": moment, "error": ""},
+                actor=f"worker:{worker}",
+            )
+    return run
+
+
+def _give_up(run: Run) -> None:
+    reason = f"gave up after {run.attempt} attempt(s): the worker running it was lost each time"
+    state.update_state(
+        "run",
+        run.pk,
+        {"status": Run.Status.ERROR, "error": reason, "finished_at": now(), "claimed_by": ""},
+        expected_version=run.version,
+        actor="sweeper",
+    )
+    state.update_state(
+        "thread",
+        run.thread_id,
+        {"status": Thread.Status.ERROR, "error": reason, "failed_at": now()},
+        actor="sweeper",
+    )
+    transaction.on_commit(lambda: start_next_run(run.thread_id))
+
+
+# --- heartbeat ----------------------------------------------------------------------
+
+
+class Heartbeat(threading.Thread):
+    """Renews the run's lease and notices cancel requests, from a thread of its own."""
+
+    def __init__(self, run: Run, worker: str):
+        super().__init__(name=f"heartbeat-{run.pk}", daemon=True)
+        self.run_id = run.pk
+        self.worker = worker
+        self.stopped = threading.Event()
+        self.lease_lost = False
+        self.cancel_requested = ""
+
+    def run(self) -> None:
+        try:
+            while not self.stopped.wait(heartbeat_seconds()):
+                self.beat()
+                if self.lease_lost:
+                    return
+        finally:
+            connection.close()
+
+    def beat(self) -> None:
+        moment = now()
+        renewed = Run.objects.filter(
+            pk=self.run_id, claimed_by=self.worker, status=Run.Status.RUNNING
+        ).update(lease_expires_at=moment + timedelta(seconds=lease_seconds()), heartbeat_at=moment)
+        if renewed == 0:
+            self.lease_lost = True
+            return
+        cancel = (
+            Run.objects.filter(pk=self.run_id).values_list("cancel_requested", flat=True).first()
+        )
+        self.cancel_requested = cancel or ""
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.join(5)
+
+
+# --- event log ----------------------------------------------------------------------
+
+
+class EventLog:
+    """Appends a run's events with increasing ``seq``, pushes them to ``run.<id>`` and
+    ``thread.<id>`` (the thread page shows its current run's progress).
+
+    Events are written in small batches (at each step, or every 50 events or 200 ms for
+    token streams) and pushed once written, so a late client can replay what it missed.
+    """
+
+    def __init__(self, run: Run):
+        self.run = run
+        self.group = f"run.{run.pk}"
+        last = RunEvent.objects.filter(run=run).aggregate(last=Max("seq"))["last"]
+        self.seq = last or 0
+        self.buffer: list[RunEvent] = []
+        self.flushed_at = time.monotonic()
+
+    def add(self, event: str, data: Any, namespace: str = "") -> None:
+        self.seq += 1
+        self.buffer.append(
+            RunEvent(
+                run=self.run,
+                seq=self.seq,
+                event=event,
+                namespace=namespace,
+                data=to_jsonable(data),
+                attempt=self.run.attempt,
+                created_at=now(),
+            )
+        )
+        if len(self.buffer) >= 50 or time.monotonic() - self.flushed_at > 0.2:
+            self.flush()
+
+    def flush(self) -> None:
+        self.flushed_at = time.monotonic()
+        if not self.buffer:
+            return
+        batch, self.buffer = self.buffer, []
+        RunEvent.objects.bulk_create(batch)
+        for item in batch:
+            payload = {
+                "type": "run.event",
+                "run_id": str(self.run.pk),
+                "seq": item.seq,
+                "event": item.event,
+                "namespace": item.namespace,
+            }
+            if json_size(item.data) <= MAX_PUSHED_EVENT_BYTES:
+                payload["data"] = item.data
+            else:
+                payload["truncated"] = True
+            realtime.push([self.group, f"thread.{self.run.thread_id}"], payload)
+
+
+# --- execution ----------------------------------------------------------------------
+
+
+class RunStopped(Exception):
+    def __init__(self, reason: str, action: str = ""):
+        self.reason = reason
+        self.action = action
+        super().__init__(reason)
+
+
+def _graph_config(run: Run, resuming: bool, callbacks: list) -> dict:
+    workflow_config = run.workflow.config if run.workflow else {}
+    config = dict(workflow_config) | dict(run.config or {})
+    configurable = dict(workflow_config.get("configurable") or {})
+    configurable.update((run.config or {}).get("configurable") or {})
+    configurable.update(
+        thread_id=str(run.thread_id),
+        run_id=str(run.pk),
+        assistant_id=str(run.workflow_id) if run.workflow_id else "",
+        graph_id=run.workflow.graph_id if run.workflow else "",
+    )
+    checkpoint_id = (run.kwargs or {}).get("checkpoint_id")
+    if checkpoint_id and not resuming:
+        configurable["checkpoint_id"] = checkpoint_id
+    else:
+        configurable.pop("checkpoint_id", None)
+    config["configurable"] = configurable
+    config["metadata"] = dict(config.get("metadata") or {}) | dict(run.metadata or {})
+    config["metadata"].update(
+        run_id=str(run.pk),
+        thread_id=str(run.thread_id),
+        graph_id=configurable["graph_id"],
+        assistant_id=configurable["assistant_id"],
+    )
+    config["run_id"] = run.pk
+    config["callbacks"] = callbacks
+    return config
+
+
+def _run_checkpoints_exist(saver, run: Run) -> bool:
+    config = {"configurable": {"thread_id": str(run.thread_id)}}
+    return next(iter(saver.list(config, filter={"run_id": str(run.pk)}, limit=1)), None) is not None
+
+
+def _callbacks(run: Run) -> list:
+    """Callbacks attached to every run: usage capture (tokens and cost of each LLM call)."""
+    from history_app.callbacks import UsageCallbackHandler
+
+    thread = run.thread
+    return [
+        UsageCallbackHandler(
+            run_id=run.pk,
+            thread_id=thread.pk,
+            session_id=thread.session_id,
+            user_id=thread.session.owner_id,
+        )
+    ]
+
+
+def execute_run(run_id) -> str:
+    """The Celery task's body: claim, execute, record. Returns the run's final status."""
+    worker = worker_id()
+    run = claim_run(run_id, worker)
+    if run is None:
+        return "skipped"
+    return Execution(run, worker).execute()
+
+
+class Execution:
+    def __init__(self, run: Run, worker: str):
+        self.run = Run.objects.select_related("thread__session", "workflow").get(pk=run.pk)
+        self.worker = worker
+        self.actor = f"worker:{worker}"
+        self.step = 0
+        self.node = ""
+
+    def execute(self) -> str:
+        from checkpoints_app.saver import DjangoSaver
+
+        run = self.run
+        heartbeat = Heartbeat(run, self.worker)
+        heartbeat.start()
+        log = EventLog(run)
+        saver = DjangoSaver()
+        started = time.monotonic()
+        timeout = float((run.kwargs or {}).get("timeout_s") or settings.STATEHOUSE_RUN_TIMEOUT_S)
+        outcome: tuple[str, str] = ("success", "")
+        graph = None
+        config: dict = {}
+        try:
+            graph_id = run.workflow.graph_id if run.workflow else ""
+            graph = registry.load_graph(graph_id, run.config or {}, checkpointer=saver)
+            resuming = run.attempt > 1 and _run_checkpoints_exist(saver, run)
+            config = _graph_config(run, resuming, _callbacks(run))
+            graph_input = self._input(resuming)
+            log.add(
+                "metadata",
+                {"run_id": str(run.pk), "thread_id": str(run.thread_id), "attempt": run.attempt},
+            )
+            modes = list(dict.fromkeys([*self._modes(), "updates", "values"]))
+            kwargs = run.kwargs or {}
+            stream = graph.stream(
+                graph_input,
+                config,
+                stream_mode=modes,
+                subgraphs=True,
+                interrupt_before=kwargs.get("interrupt_before"),
+                interrupt_after=kwargs.get("interrupt_after"),
+                **({"context": kwargs["context"]} if kwargs.get("context") else {}),
+            )
+            wanted = set(self._modes())
+            subgraphs = bool(kwargs.get("stream_subgraphs"))
+            for namespace, mode, chunk in stream:
+                ns = "|".join(namespace)
+                if mode in wanted and (subgraphs or not namespace):
+                    log.add(mode, chunk, ns)
+                if mode == "updates" and not namespace:
+                    self._progress(log, chunk)
+                    log.flush()
+                    self._check(heartbeat, started, timeout)
+            log.flush()
+        except RunStopped as stop:
+            outcome = (stop.action or "timeout", stop.reason)
+        except Exception as exc:
+            logger.exception("run %s failed", run.pk)
+            outcome = ("error", f"{type(exc).__name__}: {exc}")
+        finally:
+            heartbeat.stop()
+            try:
+                log.flush()
+            except Exception:
+                logger.exception("could not write the last events of run %s", run.pk)
+        if heartbeat.lease_lost:
+            logger.warning("run %s: lease lost, another worker owns it now", run.pk)
+            return "lease-lost"
+        return self._finish(outcome, graph, config, saver, log)
+
+    def _modes(self) -> list[str]:
+        modes = (self.run.kwargs or {}).get("stream_mode") or ["values"]
+        return ["messages" if mode == "messages-tuple" else mode for mode in modes]
+
+    def _input(self, resuming: bool):
+        run = self.run
+        if resuming:
+            return None  # continue from this run's last checkpoint
+        if run.command:
+            command = dict(run.command)
+            return Command(**command)
+        return run.input
+
+    def _progress(self, log: EventLog, update: Any) -> None:
+        nodes = [n for n in update if not n.startswith("__")] if isinstance(update, dict) else []
+        if not nodes:
+            return  # an interrupt, not a step
+        self.step += 1
+        self.node = nodes[0] if nodes else ""
+        payload = {"step": self.step, "nodes": nodes}
+        log.add("progress", payload)
+
+    def _check(self, heartbeat: Heartbeat, started: float, timeout: float) -> None:
+        if heartbeat.lease_lost:
+            raise RunStopped("lease lost")
+        cancel = (
+            Run.objects.filter(pk=self.run.pk).values_list("cancel_requested", flat=True).first()
+        )
+        if cancel:
+            raise RunStopped(f"cancelled ({cancel})", action=cancel)
+        if time.monotonic() - started > timeout:
+            raise RunStopped(f"timed out after {timeout:g} s")
+
+    def _finish(self, outcome, graph, config, saver, log: EventLog) -> str:
+        kind, reason = outcome
+        run = self.run
+        values, interrupts, pending = {}, [], False
+        if kind == "rollback":
+            saver.delete_for_runs([str(run.pk)])
+        if graph is not None and config:
+            try:
+                latest = {"configurable": {"thread_id": str(run.thread_id)}}
+                snapshot = graph.get_state(latest)
+                values = to_jsonable(snapshot.values)
+                interrupts = [
+                    {"id": item.id, "value": to_jsonable(item.value), "task_id": task.id}
+                    for task in snapshot.tasks
+                    for item in task.interrupts
+                ]
+                pending = bool(snapshot.next)
+                if kind == "success":
+                    self._record_messages(snapshot.values)
+            except Exception:
+                logger.exception("run %s: reading the final state failed", run.pk)
+        run_status = {
+            "success": Run.Status.SUCCESS,
+            "error": Run.Status.ERROR,
+            "timeout": Run.Status.TIMEOUT,
+            "interrupt": Run.Status.INTERRUPTED,
+            "rollback": Run.Status.INTERRUPTED,
+        }[kind]
+        moment = now()
+        if json_size(values) > MAX_THREAD_VALUES_BYTES:
+            values = {"__truncated__": True, "note": "too large to cache; read the checkpoint"}
+        thread_changes: dict[str, Any] = {"values": values}
+        if kind == "success" and (interrupts or pending):
+            thread_changes |= {"status": Thread.Status.INTERRUPTED, "interrupts": interrupts}
+        elif kind == "success":
+            thread_changes |= {
+                "status": Thread.Status.IDLE,
+                "interrupts": [],
+                "result": values,
+                "completed_at": moment,
+            }
+        elif kind in ("error", "timeout"):
+            thread_changes |= {
+                "status": Thread.Status.ERROR,
+                "error": reason,
+                "failed_at": moment,
+                "interrupts": [],
+            }
+        else:  # cancelled
+            thread_changes |= {
+                "status": Thread.Status.INTERRUPTED if interrupts else Thread.Status.IDLE,
+                "interrupts": interrupts,
+            }
+        terminal_event = "error" if kind in ("error", "timeout") else "end"
+        log.add(terminal_event, {"status": run_status, "error": reason} if reason else None)
+        log.flush()
+        with transaction.atomic():
+            # Lock order everywhere: the thread, then its runs (see services.create_run).
+            Thread.objects.select_for_update().filter(pk=run.thread_id).first()
+            current = Run.objects.get(pk=run.pk)
+            if current.claimed_by != self.worker or current.status != Run.Status.RUNNING:
+                return "lease-lost"
+            state.update_state(
+                "run",
+                run.pk,
+                {
+                    "status": run_status,
+                    "error": reason,
+                    "finished_at": moment,
+                    "lease_expires_at": None,
+                },
+                expected_version=current.version,
+                actor=self.actor,
+            )
+            state.update_state("thread", run.thread_id, thread_changes, actor=self.actor)
+            transaction.on_commit(lambda: start_next_run(run.thread_id))
+        return run_status
+
+    def _record_messages(self, values) -> None:
+        messages = values.get("messages") if isinstance(values, dict) else None
+        if not messages:
+            return
+        from history_app.services import record_run_messages
+
+        try:
+            record_run_messages(self.run, messages)
+        except Exception:
+            logger.exception("run %s: recording messages failed", self.run.pk)
+
+
+def start_next_run(thread_id) -> None:
+    """Enqueue the oldest pending run of the thread (runs queued behind another)."""
+    from threads_app.services import enqueue
+
+    pending = (
+        Run.objects.filter(thread_id=thread_id, status=Run.Status.PENDING)
+        .order_by("created_at")
+        .values_list("pk", "not_before")
+        .first()
+    )
+    if pending is None:
+        return
+    run_id, not_before = pending
+    delay = (not_before - now()).total_seconds() if not_before else 0
+    enqueue(run_id, countdown=max(delay, 0) or None)
+
+
+# --- the sweeper --------------------------------------------------------------------
+
+
+def sweep() -> dict[str, int]:
+    """Requeue runs whose worker died, resend lost pending runs, prune old event logs.
+
+    Safe to run from any number of workers at once: every change is a compare-and-set.
+    """
+    from threads_app.services import enqueue, expire_temporary_threads
+
+    close_old_connections()
+    moment = now()
+    requeued = 0
+    for run in Run.objects.filter(status=Run.Status.RUNNING, lease_expires_at__lt=moment):
+        try:
+            with transaction.atomic():
+                state.update_state(
+                    "run",
+                    run.pk,
+                    {"status": Run.Status.PENDING, "claimed_by": "", "lease_expires_at": None},
+                    expected_version=run.version,
+                    actor="sweeper",
+                )
+                transaction.on_commit(lambda run_id=run.pk: enqueue(run_id))
+            requeued += 1
+            logger.warning(
+                "run %s: lease expired (worker %s lost); requeued", run.pk, run.claimed_by
+            )
+        except state.StateConflict:
+            continue
+    resend_before = moment - timedelta(seconds=settings.STATEHOUSE_PENDING_RESEND_S)
+    busy_threads = Run.objects.filter(status=Run.Status.RUNNING).values("thread_id")
+    stale = (
+        Run.objects.filter(status=Run.Status.PENDING, updated_at__lt=resend_before)
+        .exclude(thread_id__in=busy_threads)
+        .exclude(not_before__gt=moment)
+        .values_list("pk", flat=True)[:500]
+    )
+    resent = 0
+    for run_id in stale:
+        enqueue(run_id)
+        resent += 1
+    keep = timedelta(days=settings.STATEHOUSE_RUN_EVENTS_KEEP_DAYS)
+    pruned, _ = RunEvent.objects.filter(created_at__lt=moment - keep).delete()
+    expired = expire_temporary_threads()
+    return {
+        "requeued": requeued,
+        "resent": resent,
+        "pruned_events": pruned,
+        "expired_threads": expired,
+    }
+
+
+class Sweeper(threading.Thread):
+    """Sweeps every STATEHOUSE_SWEEP_INTERVAL_S seconds inside a worker process."""
+
+    def __init__(self):
+        super().__init__(name="statehouse-sweeper", daemon=True)
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        try:
+            while True:
+                try:
+                    sweep()
+                except Exception:
+                    logger.exception("sweep failed")
+                if self.stopped.wait(settings.STATEHOUSE_SWEEP_INTERVAL_S):
+                    return
+        finally:
+            connection.close()
+
+    def stop(self) -> None:
+        self.stopped.set()

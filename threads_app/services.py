@@ -1,0 +1,437 @@
+"""Thread, workflow and run use cases: one function per use case.
+
+Runs are committed first and enqueued after commit (``transaction.on_commit``), so a
+worker never sees a run that may still roll back.
+"""
+
+import time
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+
+from core import state
+from core.ids import system_assistant_id
+from core.metadata import InvalidJSON, normalize_metadata
+from core.time import now
+from threads_app import registry
+from threads_app.models import Run, Thread, Workflow
+from threads_app.serialization import to_jsonable
+
+ACTIVE_RUN_STATUSES = (Run.Status.PENDING, Run.Status.RUNNING)
+STREAM_MODES = ("values", "updates", "messages", "messages-tuple", "custom", "debug")
+COMMAND_KEYS = frozenset({"resume", "update", "goto"})
+CANCEL_ACTIONS = ("interrupt", "rollback")
+
+
+class WorkflowNotFound(LookupError):
+    pass
+
+
+class InvalidRun(ValueError):
+    """The run request is malformed; nothing was created."""
+
+
+class RunRejected(Exception):
+    """The thread is busy and the run asked for the ``reject`` multitask strategy."""
+
+
+class RunFinished(Exception):
+    """An action on a run that has already finished (a stale page, a second click)."""
+
+
+# --- workflows ----------------------------------------------------------------------
+
+
+def ensure_system_workflow(graph_id: str, name: str = "", description: str = "") -> Workflow:
+    """The graph's system workflow (id as LangGraph Server derives it), created once."""
+    workflow_id = system_assistant_id(graph_id)
+    existing = Workflow.objects.filter(pk=workflow_id).first()
+    if existing is not None:
+        return existing
+    return state.create_state(
+        "workflow",
+        {
+            "id": workflow_id,
+            "graph_id": graph_id,
+            "name": name or graph_id,
+            "description": description,
+            "is_system": True,
+        },
+        actor="system",
+    )
+
+
+def sync_system_workflows() -> list[Workflow]:
+    """A system workflow for every graph in the registry."""
+    return [ensure_system_workflow(graph_id) for graph_id in registry.graph_ids()]
+
+
+def resolve_workflow(ref: Any) -> Workflow:
+    """A Workflow from an instance, its id, or a graph id (LangGraph accepts either)."""
+    if isinstance(ref, Workflow):
+        return ref
+    text = str(ref)
+    try:
+        workflow_id = uuid.UUID(text)
+    except ValueError:
+        if text in registry.graph_ids():
+            return ensure_system_workflow(text)
+        raise WorkflowNotFound(f"no workflow or graph {text!r}") from None
+    workflow = Workflow.objects.filter(pk=workflow_id).first()
+    if workflow is None:
+        raise WorkflowNotFound(f"no workflow {workflow_id}")
+    return workflow
+
+
+def create_workflow(graph_id: str, name: str = "", config=None, metadata=None, actor=None):
+    """A further workflow on a registered graph (same graph, other config)."""
+    if graph_id not in registry.graph_ids():
+        raise WorkflowNotFound(f"no graph {graph_id!r} (known: {', '.join(registry.graph_ids())})")
+    return state.create_state(
+        "workflow",
+        {
+            "graph_id": graph_id,
+            "name": name or graph_id,
+            "config": config or {},
+            "metadata": normalize_metadata(metadata),
+        },
+        actor=actor,
+    )
+
+
+# --- threads ------------------------------------------------------------------------
+
+
+def create_thread(
+    session,
+    workflow=None,
+    metadata=None,
+    config=None,
+    actor=None,
+    from_session_context: bool = False,
+) -> Thread:
+    """A new thread in ``session``; with ``from_session_context`` it starts from the
+    session's context window (its recent messages, and its summary as a system message)."""
+    with transaction.atomic():
+        thread = state.create_state(
+            "thread",
+            {
+                "session": session,
+                "workflow": workflow,
+                "metadata": metadata or {},
+                "config": config or {},
+            },
+            actor=actor,
+        )
+        if from_session_context:
+            seed_from_session_context(thread, actor=actor)
+    return thread
+
+
+def seed_from_session_context(thread: Thread, actor=None) -> None:
+    """Write the session's context as the thread's first state (its `messages` channel)."""
+    from checkpoints_app.saver import DjangoSaver
+    from history_app.services import context_for_new_thread
+
+    if thread.workflow_id is None:
+        raise InvalidRun("a thread starts from the session's context only with a workflow")
+    messages = context_for_new_thread(thread.session)["messages"]
+    if not messages:
+        return
+    graph = registry.load_graph(thread.workflow.graph_id, thread.config, checkpointer=DjangoSaver())
+    if "messages" not in graph.channels:
+        raise InvalidRun(
+            f"graph {thread.workflow.graph_id!r} has no messages channel to start from"
+        )
+    config = {"configurable": {"thread_id": str(thread.pk), "checkpoint_ns": ""}}
+    graph.update_state(config, {"messages": messages}, as_node="__start__")
+    values = graph.get_state(config).values
+    state.update_state(
+        "thread",
+        thread.pk,
+        {
+            "values": to_jsonable(values),
+            "metadata": thread.metadata | {"started_from_session_context": True},
+        },
+        actor=actor,
+    )
+
+
+def mark_thread_running(thread_id, actor=None, expected_version=None) -> Thread:
+    return state.update_state(
+        "thread",
+        thread_id,
+        {"status": Thread.Status.BUSY, "started_at": now(), "error": ""},
+        expected_version=expected_version,
+        actor=actor,
+    )
+
+
+def mark_thread_finished(thread_id, result=None, actor=None) -> Thread:
+    return state.update_state(
+        "thread",
+        thread_id,
+        {"status": Thread.Status.IDLE, "result": result, "completed_at": now()},
+        actor=actor,
+    )
+
+
+def mark_thread_failed(thread_id, error: str, actor=None) -> Thread:
+    return state.update_state(
+        "thread",
+        thread_id,
+        {"status": Thread.Status.ERROR, "error": error, "failed_at": now()},
+        actor=actor,
+    )
+
+
+# --- runs ---------------------------------------------------------------------------
+
+
+def _stream_modes(stream_mode) -> list[str]:
+    modes = [stream_mode] if isinstance(stream_mode, str) else list(stream_mode or ["values"])
+    unknown = [mode for mode in modes if mode not in STREAM_MODES]
+    if unknown:
+        raise InvalidRun(
+            f"unsupported stream_mode {', '.join(map(str, unknown))} "
+            f"(supported: {', '.join(STREAM_MODES)})"
+        )
+    return sorted(set(modes), key=modes.index)
+
+
+def _command(command) -> dict | None:
+    if command is None:
+        return None
+    if not isinstance(command, dict) or not command:
+        raise InvalidRun("command must be an object with resume, update or goto")
+    unknown = sorted(set(command) - COMMAND_KEYS)
+    if unknown:
+        raise InvalidRun(
+            f"command has unknown key(s) {', '.join(unknown)} (use resume, update, goto)"
+        )
+    goto = command.get("goto")
+    if goto is not None and not isinstance(goto, str | list):
+        raise InvalidRun("command.goto must be a node name or a list of them")
+    return command
+
+
+def _interrupt_nodes(name: str, nodes, graph) -> list[str] | str | None:
+    if nodes is None or nodes == "*":
+        return nodes
+    if isinstance(nodes, str):
+        nodes = [nodes]
+    known = set(graph.nodes) - {"__start__"}
+    unknown = [node for node in nodes if node not in known]
+    if unknown:
+        raise InvalidRun(f"{name} names unknown node(s) {', '.join(unknown)}")
+    return list(nodes)
+
+
+def _has_checkpoint(thread: Thread) -> bool:
+    from checkpoints_app.saver import DjangoSaver
+
+    config = {"configurable": {"thread_id": str(thread.pk), "checkpoint_ns": ""}}
+    return DjangoSaver().get_tuple(config) is not None
+
+
+def _check_input(graph, value, first_run: bool) -> None:
+    from threads_app.validation import validate_input
+
+    validate_input(graph, value, first_run=first_run)
+
+
+def create_run(
+    thread: Thread,
+    *,
+    workflow=None,
+    input: Any = None,
+    command: dict | None = None,
+    config: dict | None = None,
+    context: dict | None = None,
+    metadata: dict | None = None,
+    stream_mode=None,
+    stream_subgraphs: bool = False,
+    interrupt_before=None,
+    interrupt_after=None,
+    checkpoint_id: str | None = None,
+    multitask_strategy: str = Run.MultitaskStrategy.ENQUEUE,
+    after_seconds: float | None = None,
+    timeout_s: float | None = None,
+    max_attempts: int | None = None,
+    extra_kwargs: dict | None = None,
+    actor=None,
+) -> Run:
+    """Validate and create a pending run on ``thread``; it is enqueued after commit.
+
+    Raises InvalidRun or WorkflowNotFound for a bad request and RunRejected for the
+    ``reject`` strategy on a busy thread; in every case nothing is written.
+    """
+    workflow = resolve_workflow(workflow or thread.workflow_id or "")
+    try:
+        graph = registry.load_graph(workflow.graph_id, config or {})
+    except registry.GraphNotFound as exc:
+        raise WorkflowNotFound(str(exc)) from None
+    if input is not None and command is not None:
+        raise InvalidRun("give input or command, not both")
+    command = _command(command)
+    modes = _stream_modes(stream_mode)
+    if multitask_strategy not in Run.MultitaskStrategy.values:
+        raise InvalidRun(
+            f"unknown multitask_strategy {multitask_strategy!r} "
+            f"(use {', '.join(Run.MultitaskStrategy.values)})"
+        )
+    if config is not None and not isinstance(config, dict):
+        raise InvalidRun("config must be an object")
+    if context is not None and not isinstance(context, dict):
+        raise InvalidRun("context must be an object")
+    if after_seconds is not None and (after_seconds < 0 or after_seconds > 86400 * 7):
+        raise InvalidRun("after_seconds must be between 0 and 604800")
+    if timeout_s is not None and timeout_s <= 0:
+        raise InvalidRun("timeout_s must be positive")
+    try:
+        metadata = normalize_metadata(metadata)
+    except InvalidJSON as exc:
+        raise InvalidRun(str(exc)) from None
+    kwargs = {
+        "stream_mode": modes,
+        "stream_subgraphs": bool(stream_subgraphs),
+        "interrupt_before": _interrupt_nodes("interrupt_before", interrupt_before, graph),
+        "interrupt_after": _interrupt_nodes("interrupt_after", interrupt_after, graph),
+        "checkpoint_id": checkpoint_id or None,
+        "timeout_s": timeout_s or settings.STATEHOUSE_RUN_TIMEOUT_S,
+        "context": context or None,
+        **(extra_kwargs or {}),
+    }
+    if input is not None:
+        _check_input(graph, input, first_run=not _has_checkpoint(thread))
+    _check_budgets(thread)
+
+    with transaction.atomic():
+        locked = Thread.objects.select_for_update().get(pk=thread.pk)
+        active = list(locked.runs.filter(status__in=ACTIVE_RUN_STATUSES).order_by("created_at"))
+        if active and multitask_strategy == Run.MultitaskStrategy.REJECT:
+            raise RunRejected(
+                f"thread {thread.pk} is busy with run {active[0].pk}; "
+                "multitask_strategy 'reject' refuses a second run"
+            )
+        if multitask_strategy in CANCEL_ACTIONS:
+            for other in active:
+                cancel_run(other.pk, action=multitask_strategy, actor=actor)
+        if locked.workflow_id is None:
+            # A thread belongs to the graph of its first run (as in LangGraph Server).
+            state.update_state("thread", locked.pk, {"workflow": workflow}, actor=actor)
+        run = state.create_state(
+            "run",
+            {
+                "thread": locked,
+                "workflow": workflow,
+                "input": input,
+                "command": command,
+                "config": config or {},
+                "metadata": metadata,
+                "kwargs": kwargs,
+                "multitask_strategy": multitask_strategy,
+                "not_before": now() + timedelta(seconds=after_seconds) if after_seconds else None,
+                "max_attempts": max_attempts or settings.STATEHOUSE_RUN_MAX_ATTEMPTS,
+            },
+            actor=actor,
+        )
+        transaction.on_commit(lambda: enqueue(run.pk, countdown=after_seconds))
+    return run
+
+
+def _check_budgets(thread: Thread) -> None:
+    """Budgets set to block refuse new runs (BudgetExceeded, before anything is written)."""
+    from history_app.budgets import check_budgets
+
+    check_budgets(thread.session.owner_id, thread.session_id)
+
+
+def enqueue(run_id, countdown: float | None = None) -> None:
+    from threads_app.tasks import execute_run
+
+    execute_run.apply_async(args=[str(run_id)], countdown=countdown or None)
+
+
+def cancel_run(run_id, action: str = "interrupt", actor=None) -> Run:
+    """Cancel a run from any process.
+
+    A pending run is cancelled at once; a running one is asked to stop, and its worker
+    stops at the next step boundary (``interrupt`` keeps the checkpoints written so far,
+    ``rollback`` removes them and restores the thread).
+    """
+    if action not in CANCEL_ACTIONS:
+        raise InvalidRun(f"unknown cancel action {action!r} (use interrupt or rollback)")
+    run = Run.objects.filter(pk=run_id).first()
+    if run is None:
+        raise state.EntityNotFound("run", run_id)
+    if run.status in Run.FINAL_STATUSES:
+        raise RunFinished(f"run {run.pk} has already finished ({run.status})")
+    if run.status == Run.Status.PENDING:
+        return state.update_state(
+            "run",
+            run.pk,
+            {
+                "status": Run.Status.INTERRUPTED,
+                "cancel_requested": action,
+                "finished_at": now(),
+                "error": f"cancelled ({action}) before it started",
+            },
+            expected_version=run.version,
+            actor=actor,
+        )
+    return state.update_state(
+        "run", run.pk, {"cancel_requested": action}, expected_version=run.version, actor=actor
+    )
+
+
+def wait_for_run(run_id, timeout: float = 60.0, poll: float = 0.05) -> Run:
+    """Block until the run reaches a final status (or ``timeout``); returns it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        run = Run.objects.get(pk=run_id)
+        if run.status in Run.FINAL_STATUSES or time.monotonic() >= deadline:
+            return run
+        time.sleep(poll)
+
+
+def retry_run(run_id, actor=None) -> Run:
+    """A new run with the same request as a finished one (admin "retry")."""
+    old = Run.objects.select_related("thread").get(pk=run_id)
+    if old.status not in Run.FINAL_STATUSES:
+        raise RunFinished(f"run {old.pk} is still {old.status}; cancel it first")
+    kwargs = old.kwargs or {}
+    return create_run(
+        old.thread,
+        workflow=old.workflow_id and str(old.workflow_id),
+        input=old.input,
+        command=old.command,
+        config=old.config,
+        metadata=old.metadata | {"retry_of": str(old.pk)},
+        stream_mode=kwargs.get("stream_mode"),
+        interrupt_before=kwargs.get("interrupt_before"),
+        interrupt_after=kwargs.get("interrupt_after"),
+        actor=actor,
+    )
+
+
+def expire_temporary_threads() -> int:
+    """Delete the threads of finished stateless runs after their time to live."""
+    from checkpoints_app.saver import DjangoSaver
+
+    cutoff = now() - timedelta(seconds=settings.STATEHOUSE_TEMPORARY_THREAD_TTL_S)
+    expired = Thread.objects.filter(metadata__temporary=True, updated_at__lt=cutoff).exclude(
+        status=Thread.Status.BUSY
+    )
+    count = 0
+    for thread in expired[:200]:
+        if thread.runs.filter(status__in=ACTIVE_RUN_STATUSES).exists():
+            continue
+        with transaction.atomic():
+            state.delete_state("thread", thread.pk, actor="sweeper")
+            DjangoSaver().delete_thread(str(thread.pk))
+        count += 1
+    return count

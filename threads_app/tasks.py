@@ -1,0 +1,33 @@
+"""Celery tasks: thin wrappers over threads_app.runtime."""
+
+from celery import shared_task
+from celery.signals import worker_ready, worker_shutdown
+
+from threads_app import runtime
+
+_sweeper: runtime.Sweeper | None = None
+
+
+@shared_task(name="statehouse.execute_run", acks_late=True, reject_on_worker_lost=True)
+def execute_run(run_id: str) -> str:
+    return runtime.execute_run(run_id)
+
+
+@shared_task(name="statehouse.sweep")
+def sweep() -> dict:
+    return runtime.sweep()
+
+
+@worker_ready.connect(dispatch_uid="threads_app.start_sweeper")
+def start_sweeper(**kwargs) -> None:
+    """Sweep at worker start (runs a dead worker left behind), then periodically."""
+    global _sweeper
+    if _sweeper is None or not _sweeper.is_alive():
+        _sweeper = runtime.Sweeper()
+        _sweeper.start()
+
+
+@worker_shutdown.connect(dispatch_uid="threads_app.stop_sweeper")
+def stop_sweeper(**kwargs) -> None:
+    if _sweeper is not None:
+        _sweeper.stop()
