@@ -1,0 +1,12 @@
+from django.apps import AppConfig
+
+
+class HistoryConfig(AppConfig):
+    name = "history_app"
+    verbose_name = "History"
+
+    def ready(self):
+        from core.events import state_changed
+        from history_app import handlers
+
+        state_changed.connect(handlers.record_state_event, dispatch_uid="history_app.state_event")

@@ -1,0 +1,382 @@
+"""Recording LLM calls: the call row, the running totals and the daily rollups, at once.
+
+One transaction inserts the call and adds it, with ``F()`` expressions (never a
+read-modify-write), to its thread's and its session's totals and to the two daily
+rollups, so every total is exactly the sum of the calls it stands for. Rows are locked
+in one order everywhere (thread, session, daily session rows, daily model rows), the
+order the state manager's own handlers use (thread, then session), so recorders,
+``reprice`` and state changes never deadlock each other.
+"""
+
+import logging
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+
+from django.apps import apps
+from django.db import IntegrityError, transaction
+from django.db.models import F
+
+from core import realtime
+from core.time import day as utc_day
+from history_app import pricing
+from history_app.models import ZERO, DailyModelUsage, DailySessionUsage, LLMCall
+from history_app.pricing import Cost, Tokens
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class CallRecord:
+    """What the usage callback gathered about one model call."""
+
+    lc_run_id: uuid.UUID
+    session_id: uuid.UUID
+    thread_id: uuid.UUID
+    started_at: datetime
+    run_id: uuid.UUID | None = None
+    user_id: int | None = None
+    lc_parent_run_id: uuid.UUID | None = None
+    node: str = ""
+    step: int | None = None
+    provider: str = ""
+    model_name: str = ""
+    latency_ms: int | None = None
+    tokens: Tokens = field(default_factory=Tokens)
+    usage: dict = field(default_factory=dict)
+    reported_cost: Decimal | None = None
+    # False when the usage could not be read: the call is then recorded unpriced.
+    usage_ok: bool = True
+
+
+def _model(label: str):
+    return apps.get_model(label)
+
+
+def _owner_of(session_id) -> int:
+    Session = _model("sessions_app.Session")
+    owner = Session.objects.filter(pk=session_id).values_list("owner_id", flat=True).first()
+    if owner is None:
+        raise ValueError(f"session {session_id} does not exist")
+    return owner
+
+
+def _cost_or_zero(value: Decimal | None) -> Decimal:
+    return ZERO if value is None else value
+
+
+def _upsert_add(model, key: dict, deltas: dict) -> None:
+    """Add ``deltas`` to the row with ``key``, creating it if needed (race-safe)."""
+    updates = {name: F(name) + value for name, value in deltas.items() if value}
+    if updates and model.objects.filter(**key).update(**updates):
+        return
+    if not updates and model.objects.filter(**key).exists():
+        return
+    try:
+        with transaction.atomic():
+            model.objects.create(**key, **deltas)
+    except IntegrityError:
+        # Another transaction created it between our update and insert.
+        if updates:
+            model.objects.filter(**key).update(**updates)
+
+
+def _call_values(call: LLMCall) -> dict:
+    return {
+        "calls": 1,
+        "input_tokens": call.input_tokens,
+        "output_tokens": call.output_tokens,
+        "total_tokens": call.total_tokens,
+        "cache_read_tokens": call.cache_read_tokens,
+        "cache_write_tokens": call.cache_write_tokens,
+        "reasoning_tokens": call.reasoning_tokens,
+        "cost_input": _cost_or_zero(call.cost_input),
+        "cost_output": _cost_or_zero(call.cost_output),
+        "cost_total": _cost_or_zero(call.cost_total),
+        "unpriced_calls": 1 if call.cost_source == LLMCall.CostSource.UNPRICED else 0,
+    }
+
+
+MODEL_FIELDS = (
+    "calls",
+    "input_tokens",
+    "output_tokens",
+    "total_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "cost_input",
+    "cost_output",
+    "cost_total",
+)
+SESSION_ROLLUP_FIELDS = (
+    "calls",
+    "unpriced_calls",
+    "input_tokens",
+    "output_tokens",
+    "total_tokens",
+    "cost_total",
+)
+
+
+@dataclass
+class Deltas:
+    """Changes to totals and rollups, applied in the lock order (see module doc)."""
+
+    threads: dict = field(default_factory=lambda: defaultdict(lambda: defaultdict(int)))
+    sessions: dict = field(default_factory=lambda: defaultdict(lambda: defaultdict(int)))
+    session_days: dict = field(default_factory=lambda: defaultdict(lambda: defaultdict(int)))
+    model_days: dict = field(default_factory=lambda: defaultdict(lambda: defaultdict(int)))
+
+    def add(self, call: LLMCall, sign: int = 1) -> None:
+        values = _call_values(call)
+        thread = self.threads[call.thread_id]
+        thread["total_calls"] += sign
+        thread["total_tokens"] += sign * call.total_tokens
+        thread["total_cost"] += sign * values["cost_total"]
+        session = self.sessions[call.session_id]
+        session["total_calls"] += sign
+        session["total_input_tokens"] += sign * call.input_tokens
+        session["total_output_tokens"] += sign * call.output_tokens
+        session["total_tokens"] += sign * call.total_tokens
+        session["total_cost"] += sign * values["cost_total"]
+        session_day = self.session_days[(call.day, call.session_id, call.user_id)]
+        for name in SESSION_ROLLUP_FIELDS:
+            session_day[name] += sign * values[name]
+        model_day = self.model_days[(call.day, call.provider, call.model_name, call.cost_source)]
+        for name in MODEL_FIELDS:
+            model_day[name] += sign * values[name]
+
+    def apply(self) -> None:
+        Thread = _model("threads_app.Thread")
+        Session = _model("sessions_app.Session")
+        for thread_id in sorted(self.threads, key=str):
+            _add_fields(Thread, thread_id, self.threads[thread_id])
+        for session_id in sorted(self.sessions, key=str):
+            _add_fields(Session, session_id, self.sessions[session_id])
+        for key in sorted(self.session_days, key=lambda k: (k[0], str(k[1]), k[2])):
+            day, session_id, user_id = key
+            _upsert_add(
+                DailySessionUsage,
+                {"day": day, "session_id": session_id, "user_id": user_id},
+                dict(self.session_days[key]),
+            )
+        for key in sorted(self.model_days):
+            day, provider, model_name, cost_source = key
+            _upsert_add(
+                DailyModelUsage,
+                {
+                    "day": day,
+                    "provider": provider,
+                    "model_name": model_name,
+                    "cost_source": cost_source,
+                },
+                dict(self.model_days[key]),
+            )
+
+
+def _add_fields(model, pk, deltas: dict) -> None:
+    updates = {name: F(name) + value for name, value in deltas.items() if value}
+    if updates:
+        model._base_manager.filter(pk=pk).update(**updates)
+
+
+def _live_payload(call: LLMCall) -> dict:
+    Session = _model("sessions_app.Session")
+    Thread = _model("threads_app.Thread")
+    session = (
+        Session._base_manager.filter(pk=call.session_id)
+        .values("total_calls", "total_tokens", "total_cost")
+        .first()
+        or {}
+    )
+    thread = (
+        Thread._base_manager.filter(pk=call.thread_id)
+        .values("total_calls", "total_tokens", "total_cost")
+        .first()
+        or {}
+    )
+
+    def money(value):
+        return None if value is None else str(value)
+
+    return {
+        "type": "usage.recorded",
+        "session_id": str(call.session_id),
+        "thread_id": str(call.thread_id),
+        "run_id": str(call.run_id) if call.run_id else None,
+        "model": call.model_name,
+        "node": call.node,
+        "tokens": call.total_tokens,
+        "cost": money(call.cost_total),
+        "cost_source": call.cost_source,
+        "session_total_tokens": session.get("total_tokens"),
+        "session_total_cost": money(session.get("total_cost")),
+        "thread_total_tokens": thread.get("total_tokens"),
+        "thread_total_cost": money(thread.get("total_cost")),
+        "at": call.started_at.isoformat(),
+    }
+
+
+def _after_commit(call: LLMCall, payload: dict) -> None:
+    groups = [f"thread.{call.thread_id}", f"session.{call.session_id}", "dashboard"]
+    realtime.push(groups, payload)
+    from history_app import budgets
+
+    try:
+        budgets.evaluate_after_call(call)
+    except Exception:
+        logger.exception("budget evaluation after LLM call %s failed", call.lc_run_id)
+
+
+def record_llm_call(record: CallRecord) -> LLMCall | None:
+    """Insert the call and add it to every total; None if it was recorded already."""
+    user_id = record.user_id if record.user_id is not None else _owner_of(record.session_id)
+    if record.usage_ok:
+        cost = pricing.price_call(
+            record.provider,
+            record.model_name,
+            record.tokens,
+            record.started_at,
+            reported_cost=record.reported_cost,
+        )
+    else:
+        cost = Cost.unpriced()
+    tokens = record.tokens
+    call = LLMCall(
+        lc_run_id=record.lc_run_id,
+        lc_parent_run_id=record.lc_parent_run_id,
+        session_id=record.session_id,
+        thread_id=record.thread_id,
+        run_id=record.run_id,
+        user_id=user_id,
+        node=record.node[:200],
+        step=record.step,
+        provider=record.provider[:64],
+        model_name=record.model_name[:200],
+        resolved_model=cost.resolved_model[:200],
+        started_at=record.started_at,
+        latency_ms=record.latency_ms,
+        day=utc_day(record.started_at),
+        input_tokens=tokens.input,
+        output_tokens=tokens.output,
+        total_tokens=tokens.total,
+        cache_read_tokens=tokens.cache_read,
+        cache_write_tokens=tokens.cache_write,
+        reasoning_tokens=tokens.reasoning,
+        usage=record.usage,
+        usage_valid=record.usage_ok,
+        cost_input=cost.input,
+        cost_output=cost.output,
+        cost_total=cost.total,
+        cost_source=cost.source,
+        pricing_version=cost.version[:64],
+    )
+    with transaction.atomic():
+        try:
+            with transaction.atomic():
+                call.save(force_insert=True)
+        except IntegrityError:
+            if LLMCall.objects.filter(lc_run_id=record.lc_run_id).exists():
+                return None  # the same LangChain run reported twice: counted once
+            raise
+        deltas = Deltas()
+        deltas.add(call)
+        deltas.apply()
+        payload = _live_payload(call)
+        transaction.on_commit(lambda: _after_commit(call, payload), robust=True)
+    return call
+
+
+# --- repricing ---------------------------------------------------------------------------
+
+REPRICE_SOURCES = (
+    LLMCall.CostSource.UNPRICED,
+    LLMCall.CostSource.COMPUTED,
+    LLMCall.CostSource.OVERRIDE,
+)
+
+
+@dataclass
+class RepriceResult:
+    examined: int = 0
+    changed: int = 0
+    priced: int = 0  # of which were unpriced before
+    unpriced: int = 0  # still unpriced after
+    batches: int = 0
+
+
+def _cost_fields_of(call: LLMCall) -> tuple:
+    return (call.cost_input, call.cost_output, call.cost_total, call.cost_source)
+
+
+def reprice(
+    *,
+    sources=REPRICE_SOURCES,
+    since=None,
+    batch_size: int = 1000,
+    dry_run: bool = False,
+) -> RepriceResult:
+    """Price again the calls of ``sources`` with today's overrides and price data.
+
+    Calls whose usage could not be read (``usage_valid`` False) stay unpriced. Works in
+    batches by id; each batch locks its calls, updates them and moves their difference
+    into the thread and session totals and the rollups in the same transaction, so the
+    totals stay exact while calls keep being recorded.
+    """
+    result = RepriceResult()
+    last_id = 0
+    while True:
+        with transaction.atomic():
+            batch = LLMCall.objects.filter(
+                id__gt=last_id, cost_source__in=list(sources), usage_valid=True
+            )
+            if since is not None:
+                batch = batch.filter(day__gte=since)
+            batch = list(batch.order_by("id").select_for_update()[:batch_size])
+            if not batch:
+                break
+            last_id = batch[-1].id
+            result.batches += 1
+            deltas = Deltas()
+            changed = []
+            for call in batch:
+                result.examined += 1
+                cost = pricing.price_call(
+                    call.provider, call.model_name, pricing.tokens_of(call), call.started_at
+                )
+                new = (cost.input, cost.output, cost.total, cost.source)
+                if new == _cost_fields_of(call):
+                    continue
+                was_unpriced = call.cost_source == LLMCall.CostSource.UNPRICED
+                deltas.add(call, sign=-1)
+                call.cost_input, call.cost_output, call.cost_total, call.cost_source = new
+                call.resolved_model = cost.resolved_model[:200]
+                call.pricing_version = cost.version[:64]
+                deltas.add(call, sign=+1)
+                changed.append(call)
+                if was_unpriced and cost.source != LLMCall.CostSource.UNPRICED:
+                    result.priced += 1
+            result.changed += len(changed)
+            if changed and not dry_run:
+                LLMCall.objects.bulk_update(
+                    changed,
+                    [
+                        "cost_input",
+                        "cost_output",
+                        "cost_total",
+                        "cost_source",
+                        "resolved_model",
+                        "pricing_version",
+                    ],
+                )
+                deltas.apply()
+                DailyModelUsage.objects.filter(calls=0).filter(
+                    day__in={key[0] for key in deltas.model_days}
+                ).delete()
+        if len(batch) < batch_size:
+            break
+    result.unpriced = LLMCall.objects.filter(cost_source=LLMCall.CostSource.UNPRICED).count()
+    return result

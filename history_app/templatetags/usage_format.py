@@ -1,0 +1,26 @@
+from django import template
+
+from history_app import views
+
+register = template.Library()
+
+
+@register.filter
+def money(value):
+    """Dollars: cents above a dollar, significant digits below; a dash when unpriced."""
+    return views.money(value)
+
+
+@register.filter
+def tokens(value):
+    """Token counts, shortened (12.3k, 4.5M) from ten thousand on."""
+    return views.tokens(value)
+
+
+@register.filter
+def count(value):
+    """A whole number with thousands separators."""
+    try:
+        return f"{int(value or 0):,}"
+    except (TypeError, ValueError):
+        return value

@@ -1,0 +1,246 @@
+"""The usage dashboard and its CSV export (staff), /metrics (Prometheus) and /healthz."""
+
+import asyncio
+import csv
+import hmac
+import logging
+from datetime import date, timedelta
+from decimal import Decimal
+
+from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.contrib.admin.views.decorators import staff_member_required
+from django.core.exceptions import PermissionDenied
+from django.db import connections
+from django.http import HttpResponse, JsonResponse, StreamingHttpResponse
+from django.shortcuts import render
+from django.utils.dateparse import parse_date
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
+
+from core.time import now
+from history_app import charts, metrics, services
+from history_app.models import DailyModelUsage
+
+logger = logging.getLogger(__name__)
+
+MAX_DAYS = 366
+
+
+def money(value) -> str:
+    """Dollars for people: cents above a dollar, the significant digits below."""
+    if value is None:
+        return "—"
+    value = Decimal(value)
+    if value == 0:
+        return "$0"
+    if abs(value) >= 1:
+        return f"${value:,.2f}"
+    return f"${value:.6f}".rstrip("0").rstrip(".")
+
+
+def tokens(value) -> str:
+    value = int(value or 0)
+    for unit, size in (("M", 1_000_000), ("k", 1_000)):
+        if value >= size * 10:
+            return f"{value / size:,.1f}{unit}"
+    return f"{value:,}"
+
+
+def _days(request) -> int:
+    try:
+        days = int(request.GET.get("days", 30))
+    except ValueError:
+        days = 30
+    return min(max(days, 1), MAX_DAYS)
+
+
+@staff_member_required
+@require_GET
+def usage_dashboard(request):
+    days = _days(request)
+    data = services.dashboard_data(days=days)
+    series = data["series"]
+    cost_chart = charts.bar_chart(
+        [(row["day"].strftime("%m-%d"), row["cost"]) for row in series],
+        fmt=money,
+        title=f"Cost per day, last {days} days",
+    )
+    token_chart = charts.bar_chart(
+        [(row["day"].strftime("%m-%d"), row["total_tokens"]) for row in series],
+        fmt=tokens,
+        title=f"Tokens per day, last {days} days",
+    )
+    context = data | {
+        "cost_chart": cost_chart,
+        "token_chart": token_chart,
+        "series_desc": list(reversed(series)),
+        "day_choices": (7, 30, 90),
+        "now": now(),
+    }
+    return render(request, "history/usage.html", context)
+
+
+class _Echo:
+    def write(self, value):
+        return value
+
+
+def _export_range(request) -> tuple[date, date]:
+    today = now().date()
+    end = parse_date(request.GET.get("end") or "") or today
+    start = parse_date(request.GET.get("start") or "") or end - timedelta(days=_days(request) - 1)
+    if start > end:
+        start, end = end, start
+    return start, end
+
+
+EXPORT_COLUMNS = [
+    "day",
+    "provider",
+    "model",
+    "cost_source",
+    "calls",
+    "input_tokens",
+    "output_tokens",
+    "total_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "cost_input_usd",
+    "cost_output_usd",
+    "cost_total_usd",
+]
+
+
+@staff_member_required
+@require_GET
+def usage_export(request):
+    """Per day, model and cost source: the dashboard's numbers as CSV (?start=&end=, days)."""
+    start, end = _export_range(request)
+    rows = (
+        DailyModelUsage.objects.filter(day__gte=start, day__lte=end, calls__gt=0)
+        .order_by("day", "provider", "model_name", "cost_source")
+        .values_list(
+            "day",
+            "provider",
+            "model_name",
+            "cost_source",
+            "calls",
+            "input_tokens",
+            "output_tokens",
+            "total_tokens",
+            "cache_read_tokens",
+            "cache_write_tokens",
+            "reasoning_tokens",
+            "cost_input",
+            "cost_output",
+            "cost_total",
+        )
+    )
+    writer = csv.writer(_Echo())
+
+    def lines():
+        yield writer.writerow(EXPORT_COLUMNS)
+        for row in rows.iterator(chunk_size=2000):
+            row = list(row)
+            row[0] = row[0].isoformat()
+            for index in (11, 12, 13):
+                row[index] = f"{row[index]:f}"
+            if row[3] == "unpriced":
+                row[11] = row[12] = row[13] = ""
+            yield writer.writerow(row)
+
+    response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")
+    name = f"statehouse-usage-{start.isoformat()}-{end.isoformat()}.csv"
+    response["Content-Disposition"] = f'attachment; filename="{name}"'
+    return response
+
+
+# --- monitoring -----------------------------------------------------------------------------
+
+
+def _metrics_allowed(request) -> bool:
+    token = settings.STATEHOUSE_METRICS_TOKEN
+    header = request.headers.get("Authorization", "")
+    if token and header.startswith("Bearer "):
+        return hmac.compare_digest(header[len("Bearer ") :].strip().encode(), token.encode())
+    user = getattr(request, "user", None)
+    return bool(user and user.is_active and user.is_staff)
+
+
+@never_cache
+@require_GET
+def metrics_view(request):
+    """Prometheus text format; a bearer token (STATEHOUSE_METRICS_TOKEN) or a staff login."""
+    if not _metrics_allowed(request):
+        if not request.headers.get("Authorization") and not request.user.is_authenticated:
+            response = HttpResponse("authentication required\n", status=401)
+            response["WWW-Authenticate"] = 'Bearer realm="statehouse-metrics"'
+            return response
+        raise PermissionDenied
+    body, content_type = metrics.render()
+    return HttpResponse(body, content_type=content_type)
+
+
+HEALTH_TIMEOUT_S = 3.0
+
+
+def _check_database() -> None:
+    for alias in connections:
+        with connections[alias].cursor() as cursor:
+            cursor.execute("SELECT 1")
+            cursor.fetchone()
+
+
+def _check_broker() -> None:
+    from config.celery import app
+
+    with app.connection_for_write(url=settings.CELERY_BROKER_URL) as connection:
+        connection.ensure_connection(
+            max_retries=1, interval_start=0, interval_step=0.2, timeout=HEALTH_TIMEOUT_S
+        )
+
+
+async def _check_channel_layer() -> None:
+    layer = get_channel_layer()
+    if layer is None:
+        raise RuntimeError("no channel layer configured")
+    channel = await layer.new_channel("healthz.")
+    token = now().isoformat()
+    await layer.send(channel, {"type": "healthz.ping", "token": token})
+    message = await layer.receive(channel)
+    if message.get("token") != token:
+        raise RuntimeError("the channel layer returned another message")
+
+
+async def _run_check(name: str, check, thread_sensitive: bool = False) -> tuple[str, bool]:
+    try:
+        if asyncio.iscoroutinefunction(check):
+            await asyncio.wait_for(check(), HEALTH_TIMEOUT_S)
+        else:
+            # The database check runs where the request's ORM work runs (its connection
+            # is closed with the request); the broker check in a thread of its own.
+            call = sync_to_async(check, thread_sensitive=thread_sensitive)
+            await asyncio.wait_for(call(), HEALTH_TIMEOUT_S + 2)
+    except Exception as exc:
+        logger.warning("health check %s failed: %s: %s", name, type(exc).__name__, exc)
+        return name, False
+    return name, True
+
+
+@never_cache
+async def healthz(request):
+    """200 with each component "ok", or 503 naming those that "failed" (nothing more)."""
+    results = await asyncio.gather(
+        _run_check("database", _check_database, thread_sensitive=True),
+        _run_check("broker", _check_broker),
+        _run_check("channel_layer", _check_channel_layer),
+    )
+    checks = {name: "ok" if ok else "failed" for name, ok in results}
+    healthy = all(ok for _name, ok in results)
+    body = {"status": "ok" if healthy else "failed", "checks": checks}
+    if not healthy:
+        body["failed"] = [name for name, ok in results if not ok]
+    return JsonResponse(body, status=200 if healthy else 503, json_dumps_params={"indent": 1})
