@@ -1,0 +1,119 @@
+"""API keys (hashed, shown once, revocable) and the API's limits: 413 and 429."""
+
+import io
+import re
+
+import pytest
+from django.core.management import call_command
+from django.test import Client
+from ninja.throttling import AuthRateThrottle
+
+from config.api import api as ninja_api
+from core.apikeys import create_api_key, verify_api_key
+from core.models import ApiKey
+
+
+def test_keys_are_stored_hashed_with_a_visible_prefix(alice):
+    key, secret = create_api_key(alice, "laptop")
+
+    assert secret.startswith(key.prefix + "_")
+    assert secret not in key.hashed_key
+    assert len(key.hashed_key) == 64
+    assert verify_api_key(secret).owner == alice
+    assert verify_api_key(secret[:-1] + "x") is None
+
+
+def test_bearer_tokens_work_like_the_header(alice):
+    secret = create_api_key(alice)[1]
+    response = Client(headers={"Authorization": f"Bearer {secret}"}).get("/api/sessions")
+    assert response.status_code == 200
+
+
+def test_last_used_is_recorded(alice):
+    key, secret = create_api_key(alice)
+    Client(headers={"X-Api-Key": secret}).get("/api/sessions")
+    key.refresh_from_db()
+    assert key.last_used_at is not None
+
+
+def test_an_inactive_owners_key_is_refused(alice):
+    secret = create_api_key(alice)[1]
+    alice.is_active = False
+    alice.save()
+    assert Client(headers={"X-Api-Key": secret}).get("/api/sessions").status_code == 401
+
+
+def test_the_command_prints_the_key_once(alice):
+    out, err = io.StringIO(), io.StringIO()
+    call_command("create_api_key", "alice", "--name", "ci", stdout=out, stderr=err)
+    secret = out.getvalue().strip()
+    assert verify_api_key(secret).name == "ci"
+    assert secret not in err.getvalue()
+
+
+def test_the_admin_creates_a_key_and_shows_it_once(client, staff, alice):
+    client.force_login(staff)
+    response = client.post(
+        "/admin/core/apikey/add/", {"owner": alice.pk, "name": "from admin"}, follow=True
+    )
+    shown = [str(m) for m in response.context["messages"]]
+    secret = re.search(r"(sh_\S+)", shown[0]).group(1)
+    assert verify_api_key(secret).owner == alice
+    key = ApiKey.objects.get(name="from admin")
+    page = client.get(f"/admin/core/apikey/{key.pk}/change/").content.decode()
+    assert secret not in page
+
+    client.post("/admin/core/apikey/", {"action": "revoke_keys", "_selected_action": [key.pk]})
+    assert verify_api_key(secret) is None
+
+
+def test_a_body_over_the_limit_is_413(alice, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    secret = create_api_key(alice)[1]
+    response = Client(headers={"X-Api-Key": secret}).post(
+        "/api/sessions", {"title": "x" * 5000}, "application/json"
+    )
+    assert response.status_code == 413
+    assert "larger than 1000 bytes" in response.json()["detail"]
+
+
+def test_malformed_json_is_a_400(alice):
+    secret = create_api_key(alice)[1]
+    response = Client(headers={"X-Api-Key": secret}).post(
+        "/api/sessions", "{not json", "application/json"
+    )
+    assert response.status_code == 400
+
+
+@pytest.fixture
+def tight_rate(monkeypatch):
+    """The API's own throttle object (shared by every route), set to 3 requests a minute."""
+    [throttle] = ninja_api.throttle
+    assert isinstance(throttle, AuthRateThrottle)
+    monkeypatch.setattr(throttle, "num_requests", 3)
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()
+
+
+def test_too_many_requests_is_429(alice, tight_rate):
+    secret = create_api_key(alice)[1]
+    client = Client(headers={"X-Api-Key": secret})
+    statuses = [client.get("/api/sessions").status_code for _ in range(5)]
+    assert statuses[:3] == [200, 200, 200]
+    assert statuses[3:] == [429, 429]
+
+
+def test_values_the_database_refuses_are_a_422_not_a_500(alice):
+    secret = create_api_key(alice)[1]
+    client = Client(headers={"X-Api-Key": secret})
+    from django.db import connection
+
+    response = client.get("/api/sessions", {"q": "nul\x00byte"})
+    if connection.vendor == "postgresql":  # PostgreSQL refuses NUL characters in text
+        assert response.status_code == 422
+        assert "cannot be used" in response.json()["detail"]
+    else:
+        assert response.status_code == 200

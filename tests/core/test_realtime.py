@@ -1,0 +1,156 @@
+"""Live pushes: after commit only, and a real round trip through the channel layer."""
+
+import pytest
+from channels.db import database_sync_to_async
+from channels.routing import URLRouter
+from channels.testing import WebsocketCommunicator
+from django.db import transaction
+
+from config.routing import websocket_urlpatterns
+from core import realtime, state
+from tests.factories import make_session, make_thread
+
+application = URLRouter(websocket_urlpatterns)
+
+
+def test_a_push_waits_for_the_commit(alice, django_capture_on_commit_callbacks, mocker_push):
+    session = make_session(alice)
+    mocker_push.clear()
+
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        state.update_state("session", session.pk, {"title": "Live"})
+    assert mocker_push == []  # nothing before the commit
+    assert len(callbacks) == 1
+
+    callbacks[0]()
+    [(groups, payload)] = mocker_push
+    assert groups == [f"session.{session.pk}", "dashboard"]
+    assert payload["type"] == "state.changed"
+    assert payload["entity"] == "session"
+    assert payload["id"] == str(session.pk)
+    assert payload["version"] == 2
+    assert payload["changed"] == ["title"]
+    assert "metadata" not in payload  # compact: never the whole state
+
+
+@pytest.mark.django_db(transaction=True)
+def test_nothing_is_pushed_for_a_rolled_back_change(alice, mocker_push):
+    session = make_session(alice)
+    mocker_push.clear()
+
+    with pytest.raises(RuntimeError), transaction.atomic():
+        state.update_state("session", session.pk, {"title": "Gone"})
+        raise RuntimeError("abort")
+
+    assert mocker_push == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_thread_change_reaches_its_session_and_thread_groups(alice, mocker_push):
+    session = make_session(alice)
+    thread = make_thread(session)
+    mocker_push.clear()
+
+    state.update_state("thread", thread.pk, {"status": "busy"})
+
+    thread_pushes = [groups for groups, payload in mocker_push if payload["entity"] == "thread"]
+    assert thread_pushes == [[f"thread.{thread.pk}", f"session.{session.pk}", "dashboard"]]
+    # The session's aggregate change is pushed too.
+    assert any(payload["entity"] == "session" for _, payload in mocker_push)
+
+
+async def _connect(path, user):
+    communicator = WebsocketCommunicator(application, path)
+    if user is not None:
+        communicator.scope["user"] = user
+    connected, code = await communicator.connect()
+    return communicator, connected, code
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_committed_change_reaches_a_subscribed_socket(alice):
+    session = await database_sync_to_async(make_session)(alice)
+    communicator, connected, _ = await _connect(f"/ws/sessions/{session.pk}/", alice)
+    assert connected
+    assert (await communicator.receive_json_from())["type"] == "subscribed"
+
+    await database_sync_to_async(state.update_state)("session", session.pk, {"title": "Pushed"})
+
+    event = await communicator.receive_json_from(timeout=5)
+    assert event["entity"] == "session"
+    assert event["id"] == str(session.pk)
+    assert event["changed"] == ["title"]
+    assert event["version"] == 2
+    await communicator.disconnect()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_rolled_back_change_never_reaches_the_socket(alice):
+    session = await database_sync_to_async(make_session)(alice)
+    communicator, connected, _ = await _connect(f"/ws/sessions/{session.pk}/", alice)
+    assert connected
+    await communicator.receive_json_from()
+
+    def change_then_abort():
+        with transaction.atomic():
+            state.update_state("session", session.pk, {"title": "Gone"})
+            raise RuntimeError("abort")
+
+    with pytest.raises(RuntimeError):
+        await database_sync_to_async(change_then_abort)()
+    await database_sync_to_async(state.update_state)("session", session.pk, {"title": "Kept"})
+
+    event = await communicator.receive_json_from(timeout=5)
+    assert event["version"] == 2  # the first event seen is the committed one
+    assert await communicator.receive_nothing(timeout=0.3)
+    await communicator.disconnect()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_an_unauthenticated_socket_is_closed(alice):
+    session = await database_sync_to_async(make_session)(alice)
+    for path in (f"/ws/sessions/{session.pk}/", "/ws/dashboard/"):
+        _, connected, code = await _connect(path, None)
+        assert not connected
+        assert code == 4401
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_user_may_subscribe_only_to_what_they_own(alice, bob, staff):
+    session = await database_sync_to_async(make_session)(alice)
+    thread = await database_sync_to_async(make_thread)(session)
+
+    for path in (f"/ws/sessions/{session.pk}/", f"/ws/threads/{thread.pk}/", "/ws/dashboard/"):
+        _, connected, code = await _connect(path, bob)
+        assert not connected, path
+        assert code == 4403
+
+    for user in (alice, staff):
+        communicator, connected, _ = await _connect(f"/ws/threads/{thread.pk}/", user)
+        assert connected
+        await communicator.disconnect()
+
+    communicator, connected, _ = await _connect("/ws/dashboard/", staff)
+    assert connected
+    await communicator.disconnect()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_access_is_checked_again_for_each_event(alice, bob):
+    session = await database_sync_to_async(make_session)(alice)
+    communicator, connected, _ = await _connect(f"/ws/sessions/{session.pk}/", alice)
+    assert connected
+    await communicator.receive_json_from()
+
+    # The session is handed to bob: alice's socket must not see its next change.
+    await database_sync_to_async(state.update_state)("session", session.pk, {"owner": bob})
+
+    output = await communicator.receive_output(timeout=5)
+    assert output["type"] == "websocket.close"
+    assert output["code"] == 4403
+
+
+def test_flush_waits_for_background_pushes(db):
+    realtime.set_server_loop(None)
+    realtime.push(["dashboard"], {"type": "state.changed"})
+    assert realtime.flush(timeout=5)

@@ -1,0 +1,190 @@
+"""Crash test: SIGKILL a real worker process mid-run; a new worker finishes the run.
+
+Needs PostgreSQL and Redis (the production-mode pass of .ci/run). The workers here use a
+Redis server of their own (restarted by one test) and a queue of their own, so the test
+session's worker never sees these runs; they reach the crash workers the way a lost
+message does: the sweeper resends a pending run nobody picked up.
+"""
+
+import os
+import signal
+import subprocess
+import time
+import uuid
+from unittest import mock
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+from history_app.models import StateEvent
+from tests.factories import make_session
+from tests.workers import WorkerProcess, worker_env
+from threads_app import services
+from threads_app.models import RunEvent
+
+pytestmark = [pytest.mark.system, pytest.mark.django_db(transaction=True)]
+
+STEPS = 20
+
+
+@pytest.fixture
+def production(on_postgres):
+    if settings.CELERY_BROKER_URL.startswith("memory://"):
+        pytest.skip("needs REDIS_URL (production mode)")
+
+
+class PrivateRedis:
+    """A Redis server for one test, on a port of its own, that a test may restart."""
+
+    def __init__(self, port: int, folder):
+        self.port = port
+        self.folder = folder
+        self.url = f"redis://127.0.0.1:{port}/0"
+        self.process = None
+
+    def start(self):
+        self.process = subprocess.Popen(
+            [
+                "redis-server",
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.folder),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            ping = subprocess.run(
+                ["redis-cli", "-h", "127.0.0.1", "-p", str(self.port), "ping"],
+                capture_output=True,
+            )
+            if b"PONG" in ping.stdout:
+                return self
+            time.sleep(0.1)
+        raise AssertionError("redis did not start")
+
+    def stop(self):
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+    def restart(self):
+        self.stop()
+        time.sleep(0.5)
+        self.start()
+
+
+@pytest.fixture
+def private_redis(tmp_path):
+    from tests.system.conftest import free_port
+
+    redis = PrivateRedis(free_port(), tmp_path).start()
+    yield redis
+    redis.stop()
+
+
+def crash_env(redis: PrivateRedis):
+    environ = worker_env(connection.settings_dict["NAME"])
+    environ.update(
+        REDIS_URL=redis.url,
+        STATEHOUSE_QUEUE=f"crash-{uuid.uuid4().hex[:8]}",
+        STATEHOUSE_RUN_LEASE_S="2",
+        STATEHOUSE_HEARTBEAT_S="0.3",
+        STATEHOUSE_SWEEP_INTERVAL_S="0.5",
+        STATEHOUSE_PENDING_RESEND_S="0.5",
+    )
+    return environ
+
+
+def wait_for_steps(run, count, timeout=60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if RunEvent.objects.filter(run=run, event="progress").count() >= count:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"run did not reach step {count}")
+
+
+def step_executions(run):
+    """How many times each step's node executed (its custom event, from every attempt)."""
+    counts: dict[int, int] = {}
+    for data in RunEvent.objects.filter(run=run, event="custom").values_list("data", flat=True):
+        counts[data["step"]] = counts.get(data["step"], 0) + 1
+    return counts
+
+
+def assert_history_intact(run):
+    for entity_id in (run.pk, run.thread_id, run.thread.session_id):
+        versions = list(
+            StateEvent.objects.filter(entity_id=entity_id)
+            .order_by("version")
+            .values_list("version", flat=True)
+        )
+        assert versions == list(range(1, len(versions) + 1)), f"gaps or duplicates: {versions}"
+
+
+def start_pipeline(alice):
+    """A pending run with no message anywhere: the crash workers' sweeper sends it."""
+    session = make_session(alice)
+    thread = services.create_thread(session, services.resolve_workflow("pipeline"))
+    with mock.patch.object(services, "enqueue"):
+        return services.create_run(
+            thread, input={"steps": STEPS, "delay_s": 0.25}, stream_mode=["custom", "updates"]
+        )
+
+
+def test_a_killed_worker_s_run_resumes_on_a_new_worker(alice, production, private_redis, tmp_path):
+    environ = crash_env(private_redis)
+    first = WorkerProcess(environ, tmp_path / "first.log", concurrency=1).start()
+    run = start_pipeline(alice)
+    wait_for_steps(run, 6)
+
+    os.killpg(first.process.pid, signal.SIGKILL)
+    first.process.wait(10)
+    killed_at = RunEvent.objects.filter(run=run, event="progress").count()
+    second = WorkerProcess(environ, tmp_path / "second.log", concurrency=1).start()
+    try:
+        run = services.wait_for_run(run.pk, timeout=90)
+    finally:
+        second.stop()
+
+    assert run.status == "success", run.error
+    assert run.attempt == 2
+    run.thread.refresh_from_db()
+    assert run.thread.values["completed_steps"] == list(range(1, STEPS + 1))
+    executions = step_executions(run)
+    assert sorted(executions) == list(range(1, STEPS + 1))
+    # Steps checkpointed before the kill ran once; at most the step in flight ran twice.
+    for step in range(1, killed_at + 1):
+        assert executions[step] == 1, (step, executions)
+    assert sum(1 for n in executions.values() if n > 1) <= 1
+    assert_history_intact(run)
+
+
+def test_a_redis_restart_mid_run_loses_nothing(alice, production, private_redis, tmp_path):
+    environ = crash_env(private_redis)
+    worker = WorkerProcess(environ, tmp_path / "worker.log", concurrency=1).start()
+    try:
+        run = start_pipeline(alice)
+        wait_for_steps(run, 4)
+        private_redis.restart()
+        run = services.wait_for_run(run.pk, timeout=90)
+    finally:
+        worker.stop()
+
+    assert run.status == "success", run.error
+    run.thread.refresh_from_db()
+    assert run.thread.values["completed_steps"] == list(range(1, STEPS + 1))
+    executions = step_executions(run)
+    assert sorted(executions) == list(range(1, STEPS + 1))
+    assert sum(1 for n in executions.values() if n > 1) <= 1
+    assert_history_intact(run)
