@@ -8,7 +8,7 @@ from core import state
 from core.events import StateChange, state_changed
 from history_app.models import StateEvent
 from sessions_app.models import Session
-from tests.factories import make_session, make_thread
+from tests.factories import make_session, make_thread, make_workflow
 
 
 @pytest.fixture
@@ -205,3 +205,34 @@ def test_thread_changes_carry_their_session_in_the_payload(alice, changes):
     assert f"session.{session.pk}" in change.groups()
     assert f"thread.{thread.pk}" in change.groups()
     assert "dashboard" in change.groups()
+
+
+def test_the_row_loader_reads_every_entity_as_the_orm_does(alice, django_assert_num_queries):
+    from threads_app.models import Run, Thread
+
+    session = make_session(alice, title="Loaded")
+    state.update_state(
+        "session", session.pk, {"metadata": {"k": [1, "ü"]}, "total_cost": Decimal("0.0125")}
+    )
+    thread = make_thread(session, workflow=make_workflow("pipeline"))
+    run = Run.objects.create(thread=thread, input={"x": 1})
+    rows = {"session": session, "thread": thread, "run": run, "workflow": thread.workflow}
+
+    for entity_type, row in rows.items():
+        model = state.entity_model(entity_type)
+        with django_assert_num_queries(1):
+            loaded = state._load(model, entity_type, row.pk, "default")
+        from_orm = model.objects.get(pk=row.pk)
+        assert type(loaded) is model
+        assert state.to_state(loaded) == state.to_state(from_orm)
+        assert loaded._state.adding is False
+        assert loaded._state.db == "default"
+    assert Thread.objects.get(pk=thread.pk).session_id == session.pk
+
+
+@pytest.mark.parametrize("entity_id", ["not-a-uuid", 12.5, None, str(uuid.uuid4())])
+def test_a_bad_or_missing_id_is_entity_not_found(db, entity_id):
+    with pytest.raises(state.EntityNotFound):
+        state.get_state("session", entity_id)
+    with pytest.raises(state.EntityNotFound):
+        state.update_state("session", entity_id, {"title": "x"})
