@@ -81,10 +81,10 @@ def over_budget(request, exc):
     return _detail(request, str(exc), 429)
 
 
-from checkpoints_app.api import router as checkpoints_router  # noqa: E402
 from history_app.api import router as history_router  # noqa: E402
 from sessions_app.api import router as sessions_router  # noqa: E402
 from threads_app.api import langgraph_router  # noqa: E402
+from threads_app.checkpoints_api import router as checkpoints_router  # noqa: E402
 
 api.add_router("", langgraph_router)
 api.add_router("", sessions_router)

@@ -1,4 +1,8 @@
-"""Statehouse's API for checkpoints: a thread's timeline, restore and fork."""
+"""Statehouse's API for a thread's checkpoints: its timeline, restore and fork.
+
+It lives with the threads (whose lookup, ownership and API shape it uses) and calls the
+checkpoint module's services, so that ``checkpoints_app`` never imports ``threads_app``.
+"""
 
 from ninja import Query, Router, Schema
 from ninja.errors import HttpError
