@@ -316,7 +316,10 @@ class Execution:
                 "metadata",
                 {"run_id": str(run.pk), "thread_id": str(run.thread_id), "attempt": run.attempt},
             )
-            modes = list(dict.fromkeys([*self._modes(), "updates", "values"]))
+            # "custom" always: it carries a graph's own progress ({"step", "of"}), which
+            # the status pages show whatever the client asked to stream; streams still
+            # send only the requested modes.
+            modes = list(dict.fromkeys([*self._modes(), "updates", "values", "custom"]))
             kwargs = run.kwargs or {}
             stream = graph.stream(
                 graph_input,
@@ -327,7 +330,7 @@ class Execution:
                 interrupt_after=kwargs.get("interrupt_after"),
                 **({"context": kwargs["context"]} if kwargs.get("context") else {}),
             )
-            wanted = set(self._modes())
+            wanted = {*self._modes(), "custom"}
             subgraphs = bool(kwargs.get("stream_subgraphs"))
             for namespace, mode, chunk in stream:
                 ns = "|".join(namespace)

@@ -99,6 +99,18 @@ def test_the_event_log_has_increasing_ids_and_every_requested_mode(thread):
     assert [e.data["step"] for e in events if e.event == "progress"] == [1, 2]
 
 
+def test_a_run_records_its_graphs_progress_even_without_the_custom_mode(thread):
+    from threads_app.views import run_progress
+
+    run = finished(services.create_run(thread, input={"steps": 3}))  # stream_mode: values
+
+    assert run.kwargs.get("stream_mode") in (None, ["values"])
+    custom = RunEvent.objects.filter(run=run, event="custom").order_by("seq")
+    assert [e.data for e in custom] == [{"step": i, "of": 3} for i in (1, 2, 3)]
+    progress = run_progress(run)
+    assert (progress["step"], progress["of"], progress["percent"]) == (3, 3, 100)
+
+
 def test_chat_calls_its_tool_and_answers(alice, celery_worker):
     thread = new_thread(alice, "chat")
 
