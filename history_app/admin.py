@@ -161,8 +161,32 @@ def _ref(model_label: str, pk, label: str | None = None) -> str:
     return admin_link(obj, label or short_id(pk))
 
 
+class PlacementLinks:
+    """Admin columns and fields linking a history row to its session, thread and run."""
+
+    @admin.display(description="session")
+    def session_link(self, obj):
+        return _link("sessions_app", "session", obj.session_id)
+
+    @admin.display(description="thread")
+    def thread_link(self, obj):
+        return _link("threads_app", "thread", obj.thread_id)
+
+    @admin.display(description="session")
+    def session_ref(self, obj):
+        return _ref("sessions_app.Session", obj.session_id)
+
+    @admin.display(description="thread")
+    def thread_ref(self, obj):
+        return _ref("threads_app.Thread", obj.thread_id)
+
+    @admin.display(description="run")
+    def run_ref(self, obj):
+        return _ref("threads_app.Run", obj.run_id)
+
+
 @admin.register(LLMCall)
-class LLMCallAdmin(ReadOnlyAdmin):
+class LLMCallAdmin(PlacementLinks, ReadOnlyAdmin):
     list_display = (
         "started_at",
         "model_name",
@@ -248,22 +272,6 @@ class LLMCallAdmin(ReadOnlyAdmin):
             return format_html('<span title="{}">—</span>', "unpriced")
         return f"${obj.cost_total.normalize():f}"
 
-    @admin.display(description="session")
-    def session_link(self, obj):
-        return _link("sessions_app", "session", obj.session_id)
-
-    @admin.display(description="session")
-    def session_ref(self, obj):
-        return _ref("sessions_app.Session", obj.session_id)
-
-    @admin.display(description="thread")
-    def thread_ref(self, obj):
-        return _ref("threads_app.Thread", obj.thread_id)
-
-    @admin.display(description="run")
-    def run_ref(self, obj):
-        return _ref("threads_app.Run", obj.run_id)
-
     @admin.display(description="user")
     def user_ref(self, obj):
         if obj.user_id is None:
@@ -277,7 +285,7 @@ class LLMCallAdmin(ReadOnlyAdmin):
 
 
 @admin.register(Message)
-class MessageAdmin(ReadOnlyAdmin):
+class MessageAdmin(PlacementLinks, ReadOnlyAdmin):
     list_display = ("id", "created_at", "session_link", "thread_link", "sequence", "role", "text")
     list_filter = ("role",)
     date_hierarchy = "created_at"
@@ -303,26 +311,6 @@ class MessageAdmin(ReadOnlyAdmin):
             if found is not None:
                 return found.order_by("thread_id", "sequence"), False
         return super().get_search_results(request, queryset, search_term)
-
-    @admin.display(description="session")
-    def session_link(self, obj):
-        return _link("sessions_app", "session", obj.session_id)
-
-    @admin.display(description="thread")
-    def thread_link(self, obj):
-        return _link("threads_app", "thread", obj.thread_id)
-
-    @admin.display(description="session")
-    def session_ref(self, obj):
-        return _ref("sessions_app.Session", obj.session_id)
-
-    @admin.display(description="thread")
-    def thread_ref(self, obj):
-        return _ref("threads_app.Thread", obj.thread_id)
-
-    @admin.display(description="run")
-    def run_ref(self, obj):
-        return _ref("threads_app.Run", obj.run_id)
 
     @admin.display(description="content")
     def text(self, obj):
