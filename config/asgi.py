@@ -25,9 +25,8 @@ class SyncChainASGIHandler(ASGIHandler):
     and streaming bodies are sent by the ASGI handler as before.
     """
 
-    def __init__(self):
-        super().__init__()
-        self.load_middleware(is_async=False)
+    def load_middleware(self, is_async=False):
+        super().load_middleware(is_async=False)  # the sync chain, built once
 
     async def get_response_async(self, request):
         return await sync_to_async(self.get_response, thread_sensitive=True)(request)
