@@ -13,12 +13,14 @@ two on SQLite). The hot statements are SQL written for each vendor, because the 
 cannot express "the blobs named by a JSON column" or a multi-table insert.
 
 Connections: a call uses the calling thread's Django connection when that thread is the
-main thread or is inside ``transaction.atomic`` (so it joins the caller's transaction).
-From any other thread (LangGraph's sync loop writes from a thread pool; ``a*`` methods
-run in the event loop's executor) it borrows a connection from a small process-wide
-pool, installs it as the thread's connection for the duration of the call and takes it
-back afterwards, so no connection is ever left open in a short-lived thread (under
-Django's own connection pool, the connection goes back to that pool after each call).
+main thread, when that connection is open already (a request thread that has read a
+row: its request's end closes it) or inside ``transaction.atomic`` (so it joins the
+caller's transaction). From any other thread (LangGraph's sync loop writes from a thread
+pool; ``a*`` methods run in the event loop's executor) it borrows a connection from a
+small process-wide pool, installs it as the thread's connection for the duration of the
+call and takes it back afterwards, so no connection is ever left open in a short-lived
+thread (under Django's own connection pool, the connection goes back to that pool after
+each call).
 :func:`close_pooled_connections` closes the pool's idle connections.
 
 On PostgreSQL the hot statements are prepared (``prepare=False`` turns that off, for
@@ -610,9 +612,9 @@ def _thread_connection(alias: str) -> BaseDatabaseWrapper | None:
 class _connection:
     """``with _connection(alias) as connection``: the connection a saver call uses.
 
-    The main thread's own; this thread's own inside ``atomic`` (the caller's
-    transaction); otherwise one borrowed from the pool, installed as this thread's
-    connection until the call ends.
+    The main thread's own; this thread's own when it is open already or inside
+    ``atomic`` (the caller's transaction); otherwise one borrowed from the pool,
+    installed as this thread's connection until the call ends.
     """
 
     __slots__ = ("alias", "borrowed", "own")
@@ -626,8 +628,13 @@ class _connection:
         if threading.current_thread() is _MAIN_THREAD:
             return connections[alias]
         own = self.own = _thread_connection(alias)
-        if own is not None and (own.in_atomic_block or getattr(own, _POOLED, False)):
-            return own  # the caller's transaction (or a connection we already lent)
+        if own is not None and (
+            own.connection is not None or own.in_atomic_block or getattr(own, _POOLED, False)
+        ):
+            # Open already: whoever opened it closes it (a request's end, a task's end),
+            # and borrowing a second one here could wait forever on a full pool while
+            # this thread holds the first (a request that read a row, then the state).
+            return own
         wrapper = self.borrowed = _pool.acquire(alias)
         connections[alias] = wrapper
         return wrapper

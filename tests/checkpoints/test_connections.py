@@ -120,6 +120,36 @@ async def test_async_calls_run_off_the_event_loop_on_pooled_connections(threaded
     assert len(still_open) == pooled_connection_count() <= _ConnectionPool.max_idle
 
 
+def test_a_thread_whose_connection_is_open_uses_it_instead_of_borrowing(threaded_saver, opened):
+    # A request thread reads a row (its connection opens, the request's end closes it),
+    # then the state: borrowing a second connection there could wait forever on a full
+    # database pool while the thread holds the first one.
+    turns(threaded_saver, "own-1", 1)
+    close_pooled_connections()
+    opened.records.clear()
+    config = {"configurable": {"thread_id": "own-1"}}
+    seen = {}
+
+    def request_like():
+        try:
+            seen["rows"] = Checkpoint.objects.filter(thread_id="own-1").count()
+            own = connection.connection
+            seen["latest"] = threaded_saver.get_tuple(config)
+            seen["still own"] = connection.connection is own
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=request_like, name="request-thread")
+    thread.start()
+    thread.join(30)
+
+    assert seen["rows"] == 5
+    assert seen["latest"].checkpoint["channel_values"]["turns"] == 1
+    assert seen["still own"] is True
+    assert opened.pooled() == []  # no borrowed connection was opened
+    assert pooled_connection_count() == 0
+
+
 def test_postgres_backends_do_not_grow_with_runs(on_postgres, threaded_saver, opened):
     # Only the backends this process opened count: other processes (the test Celery
     # worker, servers of earlier tests) come and go on the same database.
