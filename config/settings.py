@@ -160,6 +160,12 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Runs carry database leases; the visibility timeout only bounds how long a message of a
 # dead worker stays hidden, so it is kept above the longest lease.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_S", 3600)}
+# Celery's Django fixup closes every connection after each task, and in prefork workers
+# Django's whole connection pool (celery/celery#10554): each run opened new PostgreSQL
+# backends. With a reuse count it only does so every 2 x N tasks; config/celery.py does
+# what Django does around a request instead (close_old_connections before and after each
+# task: a pooled connection goes back to the pool, a broken one is dropped).
+CELERY_DB_REUSE_MAX = 1000
 
 if REDIS_URL:
     CHANNEL_LAYERS = {
