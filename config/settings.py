@@ -160,6 +160,10 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Runs carry database leases; the visibility timeout only bounds how long a message of a
 # dead worker stays hidden, so it is kept above the longest lease.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_S", 3600)}
+if CELERY_BROKER_URL.startswith("memory://"):
+    # kombu polls its in-memory queues once a second by default: in embedded mode a run
+    # waited up to a second to start. Looking at an in-process queue costs next to nothing.
+    CELERY_BROKER_TRANSPORT_OPTIONS["polling_interval"] = 0.02
 # Celery's Django fixup closes every connection after each task, and in prefork workers
 # Django's whole connection pool (celery/celery#10554): each run opened new PostgreSQL
 # backends. With a reuse count it only does so every 2 x N tasks; config/celery.py does

@@ -97,3 +97,15 @@ def test_sqlite_runs_with_wal_and_immediate_transactions(db, settings):
         cursor.execute("PRAGMA journal_mode")
         assert cursor.fetchone()[0] == "wal"
     assert connection.settings_dict["OPTIONS"]["transaction_mode"] == "IMMEDIATE"
+
+
+def test_the_in_memory_broker_is_polled_often_enough_for_runs_to_start_at_once():
+    from django.conf import settings
+
+    from config.celery import app
+
+    if not settings.CELERY_BROKER_URL.startswith("memory://"):
+        pytest.skip("embedded mode only")
+    with app.connection_for_read() as connection:
+        # kombu's default is a second: a run waited up to that long to be picked up.
+        assert connection.transport.polling_interval <= 0.05
