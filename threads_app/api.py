@@ -727,6 +727,10 @@ def list_runs(
 
 # --- waiting and streaming ----------------------------------------------------------
 
+# A waiting request reads the database again after this long without a push (a push may
+# be lost: the run's event log and status in the database are the truth).
+POLL_S = 0.5
+
 
 async def _final_output(run_id) -> Json:
     """What /wait and /join return: the thread's values, or the run's error."""
@@ -751,17 +755,33 @@ async def _run_status(run_id) -> str | None:
     return await Run.objects.filter(pk=run_id).values_list("status", flat=True).afirst()
 
 
+def _may_have_ended(message: dict | None) -> bool:
+    """Whether a push to the run's group may mean it ended: a change of the run's state
+    (its events come before it, while it still runs) or no push at all (a poll)."""
+    if message is None:
+        return True
+    event = message.get("event") or {}
+    return event.get("type") == "state.changed" and event.get("entity") == "run"
+
+
 async def _wait_body(run_id):
-    """Whitespace keep-alives while the run runs, then the JSON result."""
+    """Whitespace keep-alives while the run runs, then the JSON result.
+
+    The run's status is read again when its state changes or after POLL_S without a
+    push, not at each of its events (the events of a run come first, then the change).
+    """
     heartbeat = settings.STATEHOUSE_SSE_HEARTBEAT_S
     async with RunEvents(run_id) as events:
         waited = 0.0
-        while (await _run_status(run_id)) not in Run.FINAL_STATUSES:
-            woke = await events.wait(0.5)
-            waited = 0.0 if woke else waited + 0.5
+        status = await _run_status(run_id)
+        while status not in Run.FINAL_STATUSES:
+            message = await events.wait(POLL_S)
+            waited = 0.0 if message is not None else waited + POLL_S
             if waited >= heartbeat:
                 waited = 0.0
                 yield b"\n"
+            if _may_have_ended(message):
+                status = await _run_status(run_id)
     yield json.dumps(await _final_output(run_id), default=str).encode()
 
 
@@ -815,15 +835,15 @@ class RunEvents:
         if self.channel is not None:
             await self.layer.group_discard(self.group, self.channel)
 
-    async def wait(self, timeout: float) -> bool:
+    async def wait(self, timeout: float) -> dict | None:
+        """The next push to the run's group, or None after ``timeout`` seconds."""
         if self.channel is None:
             await asyncio.sleep(timeout)
-            return False
+            return None
         try:
-            await asyncio.wait_for(self.layer.receive(self.channel), timeout)
-            return True
+            return await asyncio.wait_for(self.layer.receive(self.channel), timeout)
         except TimeoutError:
-            return False
+            return None
 
 
 def _sse(event: str, data: Any, event_id: int | None = None) -> bytes:
@@ -903,8 +923,8 @@ async def _event_stream(run_id, modes: list[str], last_id: int, subgraphs: bool)
             ):
                 yield _sse("end", {"run_id": str(run_id), "status": status})
                 return
-            if not await feed.wait(0.5):
-                idle += 0.5
+            if await feed.wait(POLL_S) is None:
+                idle += POLL_S
                 if idle >= heartbeat:
                     idle = 0.0
                     yield b": heartbeat\n\n"
