@@ -11,11 +11,11 @@ from django.db import DataError
 from django.http import Http404
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError
-from ninja.throttling import AuthRateThrottle
 
 from core.api_auth import API_AUTH
 from core.metadata import InvalidJSON
 from core.state import EntityNotFound, InvalidState, StateConflict
+from core.throttling import UserRateThrottle
 from history_app.budgets import BudgetExceeded
 from threads_app import services as runs
 
@@ -27,7 +27,7 @@ api = NinjaAPI(
         "(assistants, threads, runs) for the official langgraph-sdk client."
     ),
     auth=API_AUTH,
-    throttle=[AuthRateThrottle(settings.STATEHOUSE_API_RATE)],
+    throttle=[UserRateThrottle(settings.STATEHOUSE_API_RATE)],
     docs_decorator=staff_member_required,
     urls_namespace="api",
 )

@@ -2,15 +2,18 @@
 
 import io
 import re
+import uuid
+from types import SimpleNamespace
 
 import pytest
+from django.conf import settings
 from django.core.management import call_command
 from django.test import Client
-from ninja.throttling import AuthRateThrottle
 
 from config.api import api as ninja_api
 from core.apikeys import create_api_key, verify_api_key
 from core.models import ApiKey
+from core.throttling import UserRateThrottle
 
 
 def test_keys_are_stored_hashed_with_a_visible_prefix(alice):
@@ -87,15 +90,14 @@ def test_malformed_json_is_a_400(alice):
 
 @pytest.fixture
 def tight_rate(monkeypatch):
-    """The API's own throttle object (shared by every route), set to 3 requests a minute."""
+    """The API's own throttle object (shared by every route), set to 3 requests a minute,
+    in a minute of its own (the count may live in a Redis other tests share)."""
     [throttle] = ninja_api.throttle
-    assert isinstance(throttle, AuthRateThrottle)
+    assert isinstance(throttle, UserRateThrottle)
     monkeypatch.setattr(throttle, "num_requests", 3)
-    from django.core.cache import cache
-
-    cache.clear()
-    yield
-    cache.clear()
+    clock = {"now": 60.0 * (10**9 + uuid.uuid4().int % 10**6)}
+    monkeypatch.setattr(throttle, "timer", lambda: clock["now"])
+    return clock
 
 
 def test_too_many_requests_is_429(alice, tight_rate):
@@ -104,6 +106,51 @@ def test_too_many_requests_is_429(alice, tight_rate):
     statuses = [client.get("/api/sessions").status_code for _ in range(5)]
     assert statuses[:3] == [200, 200, 200]
     assert statuses[3:] == [429, 429]
+
+
+def test_the_rate_is_per_user(alice, bob, tight_rate):
+    alice_client = Client(headers={"X-Api-Key": create_api_key(alice)[1]})
+    bob_client = Client(headers={"X-Api-Key": create_api_key(bob)[1]})
+    for _ in range(3):
+        assert alice_client.get("/api/sessions").status_code == 200
+    assert alice_client.get("/api/sessions").status_code == 429
+    assert bob_client.get("/api/sessions").status_code == 200
+
+
+def test_the_next_minute_starts_a_new_count(alice, tight_rate):
+    client = Client(headers={"X-Api-Key": create_api_key(alice)[1]})
+    tight_rate["now"] += 50  # ten seconds before the window ends
+    statuses = [client.get("/api/sessions").status_code for _ in range(4)]
+    assert statuses == [200, 200, 200, 429]
+    [throttle] = ninja_api.throttle
+    assert throttle.wait() == pytest.approx(10)
+
+    tight_rate["now"] += 10
+    assert client.get("/api/sessions").status_code == 200
+
+
+def test_a_request_costs_one_increment_not_a_list_of_times(alice, tight_rate):
+    # ninja's own throttle rewrote the times of all the window's requests each time.
+    client = Client(headers={"X-Api-Key": create_api_key(alice)[1]})
+    for _ in range(2):
+        client.get("/api/sessions")
+    [throttle] = ninja_api.throttle
+    key = throttle.get_cache_key(SimpleNamespace(auth=alice))
+    assert throttle.counter.incr(key, 60) == 3  # the window's count was 2
+
+
+def test_in_production_the_count_is_in_redis_for_every_server_process(alice, tight_rate):
+    if not settings.REDIS_URL:
+        pytest.skip("needs REDIS_URL (production mode)")
+    import redis
+
+    client = Client(headers={"X-Api-Key": create_api_key(alice)[1]})
+    client.get("/api/sessions")
+    [throttle] = ninja_api.throttle
+    key = throttle.counter.prefix + throttle.get_cache_key(SimpleNamespace(auth=alice))
+    server = redis.Redis.from_url(settings.REDIS_URL)
+    assert server.get(key) == b"1"
+    assert 0 < server.ttl(key) <= 61  # gone once its minute has passed
 
 
 def test_values_the_database_refuses_are_a_422_not_a_500(alice):
