@@ -163,12 +163,23 @@ def _apply(
         touched.append(field.attname)
     if not validate:
         return touched
-    names = {spec.writable[key].name for key in changes}
+    names = {spec.writable[key].name for key in changes} - _loaded_relations(changes)
     try:
         obj.clean_fields(exclude=[f.name for f in obj._meta.fields if f.name not in names])
     except ValidationError as exc:
         raise InvalidState(f"invalid {entity_type}: {_describe(exc)}") from None
     return touched
+
+
+def _loaded_relations(values: dict[str, Any]) -> set[str]:
+    """Fields given a saved instance: their row was just read, so validating them would
+    only read it again (a foreign key's validation is a query); the database's own
+    constraint still refuses a row deleted since."""
+    return {
+        key
+        for key, value in values.items()
+        if isinstance(value, models.Model) and value.pk is not None and not value._state.adding
+    }
 
 
 def _describe(exc: ValidationError) -> str:
@@ -295,7 +306,7 @@ def create_state(
             raise InvalidState(f"{entity_type} id is not a UUID: {obj_id!r}") from None
     _apply(obj, entity_type, initial, validate=False)
     try:
-        obj.clean_fields(exclude=["id"])
+        obj.clean_fields(exclude=["id", *_loaded_relations(initial)])
     except ValidationError as exc:
         raise InvalidState(f"invalid {entity_type}: {_describe(exc)}") from None
     _check_size(entity_type, to_state(obj))

@@ -165,6 +165,24 @@ def test_create_validates_required_fields(db):
         state.create_state("session", {"title": "nobody's"})
 
 
+def test_a_relation_given_as_a_loaded_row_is_not_read_again(alice, django_assert_num_queries):
+    session = make_session(alice)
+    thread = make_thread(session)
+    # The thread as an id is checked (a query); as the row just read, it is not.
+    with django_assert_num_queries(3):  # the check, the row, its history event
+        state.create_state("run", {"thread_id": thread.pk, "input": {}})
+    with django_assert_num_queries(2):  # the row, its history event
+        state.create_state("run", {"thread": thread, "input": {}})
+
+
+def test_a_relation_to_a_missing_row_is_refused_by_name(alice):
+    from threads_app.models import Run
+
+    with pytest.raises(state.InvalidState, match=r"thread: .*is not a valid choice"):
+        state.create_state("run", {"thread_id": uuid.uuid4(), "input": {}})
+    assert Run.objects.count() == 0
+
+
 def test_delete_announces_the_last_state(alice, changes):
     session = make_session(alice)
     changes.clear()
