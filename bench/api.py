@@ -5,7 +5,9 @@ Redis; the anchor is `langgraph dev` (langgraph-cli[inmem], in-memory) serving t
 langgraph.json, installed into var/bench/lgdev-venv on first use. At fixed concurrency:
 
 - GET /threads/{id}/state on a thread with a finished pipeline run;
-- POST /threads/{id}/runs/wait running `pipeline` with one step (one thread per client).
+- POST /threads/{id}/runs/wait running `pipeline` with one step (one thread per client);
+- GET /ok (the cheapest authenticated route) and, on Statehouse, an unknown page: the
+  floor of any request through Django on this machine, to read the state-read ratio by.
 
 Prints p50/p99 latency and throughput for each server and the ratios.
 """
@@ -93,8 +95,11 @@ def ensure_lgdev() -> Path:
     return binary
 
 
-async def load(client: httpx.AsyncClient, requests, concurrency: int):
-    """Run ``requests`` (coroutine factories) with ``concurrency`` at once; latencies in ms."""
+async def load(client: httpx.AsyncClient, requests, concurrency: int, expect: int = 0):
+    """Run ``requests`` (coroutine factories) with ``concurrency`` at once; latencies in ms.
+
+    Each response must succeed (or have the status ``expect``).
+    """
     latencies: list[float] = []
     queue = list(requests)
     position = 0
@@ -106,7 +111,8 @@ async def load(client: httpx.AsyncClient, requests, concurrency: int):
             position += 1
             started = time.perf_counter()
             response = await make(client)
-            response.raise_for_status()
+            if response.status_code != expect:
+                response.raise_for_status()
             latencies.append((time.perf_counter() - started) * 1000)
 
     started = time.perf_counter()
@@ -124,19 +130,31 @@ def summary(latencies, throughput) -> dict:
     }
 
 
-async def measure(base_url: str, headers: dict) -> dict:
+async def timed(client, make, warm_up: int, count: int, expect: int = 0) -> dict:
+    """``warm_up`` requests unmeasured, then the summary of ``count`` more."""
+    await load(client, [make] * warm_up, CONCURRENCY, expect)
+    return summary(*await load(client, [make] * count, CONCURRENCY, expect))
+
+
+async def measure(base_url: str, headers: dict, floor_url: str = "") -> dict:
+    """State reads, runs/wait and GET /ok; with ``floor_url``, also requests to it (an
+    unknown page: Django's 404, the least a request through Statehouse can cost)."""
+    result = {}
     async with httpx.AsyncClient(base_url=base_url, headers=headers, timeout=120) as client:
+        if floor_url:
+            result["floor"] = await timed(
+                client, lambda c: c.get(floor_url), 100, STATE_REQUESTS, expect=404
+            )
+        result["ok"] = await timed(client, lambda c: c.get("/ok"), 100, STATE_REQUESTS)
+
         thread = (await client.post("/threads", json={})).json()["thread_id"]
         done = await client.post(
             f"/threads/{thread}/runs/wait", json={"assistant_id": "pipeline", "input": {"steps": 2}}
         )
         done.raise_for_status()
-
-        def read_state(c):
-            return c.get(f"/threads/{thread}/state")
-
-        await load(client, [read_state] * 100, CONCURRENCY)  # warm-up
-        state = summary(*await load(client, [read_state] * STATE_REQUESTS, CONCURRENCY))
+        result["state"] = await timed(
+            client, lambda c: c.get(f"/threads/{thread}/state"), 100, STATE_REQUESTS
+        )
 
         threads = [
             (await client.post("/threads", json={})).json()["thread_id"] for _ in range(CONCURRENCY)
@@ -150,9 +168,8 @@ async def measure(base_url: str, headers: dict) -> dict:
                 json={"assistant_id": "pipeline", "input": {"steps": 1}},
             )
 
-        await load(client, [run_wait] * 20, CONCURRENCY)  # warm-up
-        wait = summary(*await load(client, [run_wait] * WAIT_REQUESTS, CONCURRENCY))
-    return {"state": state, "wait": wait}
+        result["wait"] = await timed(client, run_wait, 20, WAIT_REQUESTS)
+    return result
 
 
 def statehouse(log_dir: Path) -> dict:
@@ -220,7 +237,8 @@ def statehouse(log_dir: Path) -> dict:
         url = f"http://127.0.0.1:{port}/api"
         headers = {"X-Api-Key": secret}
         wait_ready(url, headers, server, log_dir / "api-uvicorn.log")
-        return asyncio.run(measure(url, headers))
+        floor_url = f"http://127.0.0.1:{port}/no-such-page/"
+        return asyncio.run(measure(url, headers, floor_url))
     finally:
         stop([server, *workers])
 
@@ -278,6 +296,14 @@ def main() -> None:
     print(
         line("POST /threads/{id}/runs/wait pipeline(1 step)", ours["wait"], anchor["wait"])
         + " (target throughput ratio >= 0.8)"
+    )
+    print(line("GET /ok", ours["ok"], anchor["ok"]))
+    floor = ours["floor"]
+    print(
+        f"api floor (concurrency {CONCURRENCY}): an unknown page on statehouse (Django's 404: "
+        f"middleware and URL resolver, no auth, no database) p50 {floor['p50']:.1f} ms, "
+        f"{floor['rps']:.1f} req/s; p50 ratio to langgraph dev's state read "
+        f"{floor['p50'] / anchor['state']['p50']:.2f}"
     )
 
 
