@@ -60,10 +60,14 @@ def claim_run(run_id, worker: str) -> Run | None:
     once (a run queued behind another one is started when that one finishes).
     """
     with transaction.atomic():
-        run = Run.objects.filter(pk=run_id).first()
-        if run is None or run.status != Run.Status.PENDING:
+        # Lock order everywhere: the thread, then its runs. The run is read under the
+        # lock, so a cancel that got there first is seen (and one that comes later waits).
+        thread = Thread.objects.select_for_update(of=("self",)).filter(runs__pk=run_id).first()
+        if thread is None:
             return None
-        thread = Thread.objects.select_for_update().get(pk=run.thread_id)
+        run = Run.objects.select_for_update().get(pk=run_id)
+        if run.status != Run.Status.PENDING:
+            return None
         ahead = (
             Run.objects.filter(thread_id=thread.pk, status__in=("pending", "running"))
             .exclude(pk=run.pk)

@@ -365,27 +365,27 @@ def cancel_run(run_id, action: str = "interrupt", actor=None) -> Run:
     """
     if action not in CANCEL_ACTIONS:
         raise InvalidRun(f"unknown cancel action {action!r} (use interrupt or rollback)")
-    run = Run.objects.filter(pk=run_id).first()
-    if run is None:
+    thread_id = Run.objects.filter(pk=run_id).values_list("thread_id", flat=True).first()
+    if thread_id is None:
         raise state.EntityNotFound("run", run_id)
-    if run.status in Run.FINAL_STATUSES:
-        raise RunFinished(f"run {run.pk} has already finished ({run.status})")
-    if run.status == Run.Status.PENDING:
-        return state.update_state(
-            "run",
-            run.pk,
-            {
+    with transaction.atomic():
+        # Lock order everywhere: the thread, then its runs. A worker claiming or
+        # finishing the run waits for us (or we for it), so the status read here is the
+        # one the write applies to: a cancel never fails on a concurrent claim.
+        Thread.objects.select_for_update().filter(pk=thread_id).first()
+        run = Run.objects.select_for_update().get(pk=run_id)
+        if run.status in Run.FINAL_STATUSES:
+            raise RunFinished(f"run {run.pk} has already finished ({run.status})")
+        if run.status == Run.Status.PENDING:
+            changes = {
                 "status": Run.Status.INTERRUPTED,
                 "cancel_requested": action,
                 "finished_at": now(),
                 "error": f"cancelled ({action}) before it started",
-            },
-            expected_version=run.version,
-            actor=actor,
-        )
-    return state.update_state(
-        "run", run.pk, {"cancel_requested": action}, expected_version=run.version, actor=actor
-    )
+            }
+        else:
+            changes = {"cancel_requested": action}
+        return state.update_state("run", run.pk, changes, expected_version=run.version, actor=actor)
 
 
 def wait_for_run(run_id, timeout: float = 60.0, poll: float = 0.05) -> Run:

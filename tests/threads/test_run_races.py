@@ -1,0 +1,114 @@
+"""Cancels racing a worker's claim, with real threads on PostgreSQL (row locks).
+
+Each test holds one side's transaction open until the other side is seen waiting on a
+lock in pg_stat_activity, then commits: the interleaving is forced, not hoped for.
+"""
+
+import threading
+import time
+
+import pytest
+from django.db import connection, connections, transaction
+
+from tests.factories import make_session
+from threads_app import runtime, services
+from threads_app.models import Run
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def pending_run(alice, on_postgres):
+    thread = services.create_thread(make_session(alice), services.resolve_workflow("pipeline"))
+    # Held back from any worker, then made claimable by hand.
+    run = services.create_run(thread, input={"steps": 1}, after_seconds=3600)
+    Run.objects.filter(pk=run.pk).update(not_before=None)
+    return Run.objects.get(pk=run.pk)
+
+
+def _in_thread(fn, results):
+    def target():
+        try:
+            results["value"] = fn()
+        except Exception as exc:
+            results["value"] = exc
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    return thread
+
+
+def _wait_for_a_lock_wait(timeout=10.0):
+    """Block until some backend of this database waits on a row lock."""
+    deadline = time.monotonic() + timeout
+    with connection.cursor() as cursor:
+        while time.monotonic() < deadline:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+            if cursor.fetchone()[0]:
+                return
+            time.sleep(0.02)
+    raise AssertionError("no backend ever waited on a lock")
+
+
+def test_a_cancel_during_a_claim_waits_for_it_and_asks_the_running_run_to_stop(pending_run):
+    claimed = threading.Event()
+    release = threading.Event()
+    results = {}
+
+    def claim_and_hold():
+        with transaction.atomic():
+            run = runtime.claim_run(pending_run.pk, "worker-a")
+            claimed.set()
+            release.wait(10)
+            return run
+
+    worker = _in_thread(claim_and_hold, results)
+    assert claimed.wait(10)
+    cancel = {}
+    canceller = _in_thread(lambda: services.cancel_run(pending_run.pk, actor="ops"), cancel)
+    _wait_for_a_lock_wait()
+    release.set()
+    worker.join(10)
+    canceller.join(10)
+
+    assert results["value"].status == "running"
+    assert not isinstance(cancel["value"], Exception), cancel["value"]
+    run = Run.objects.get(pk=pending_run.pk)
+    assert run.status == "running"
+    assert run.cancel_requested == "interrupt"
+    assert run.claimed_by == "worker-a"
+
+
+def test_a_claim_during_a_cancel_finds_the_run_ended_and_leaves_it(pending_run):
+    cancelled = threading.Event()
+    release = threading.Event()
+    results = {}
+
+    def cancel_and_hold():
+        with transaction.atomic():
+            run = services.cancel_run(pending_run.pk, action="rollback", actor="ops")
+            cancelled.set()
+            release.wait(10)
+            return run
+
+    canceller = _in_thread(cancel_and_hold, results)
+    assert cancelled.wait(10)
+    claim = {}
+    worker = _in_thread(lambda: runtime.claim_run(pending_run.pk, "worker-a"), claim)
+    _wait_for_a_lock_wait()
+    release.set()
+    canceller.join(10)
+    worker.join(10)
+
+    assert results["value"].status == "interrupted"
+    assert claim["value"] is None
+    run = Run.objects.get(pk=pending_run.pk)
+    assert run.status == "interrupted"
+    assert run.cancel_requested == "rollback"
+    assert run.claimed_by == ""
+    assert run.attempt == 0
