@@ -39,7 +39,12 @@ def _detail(request, message, status):
 
 @api.exception_handler(AuthenticationError)
 def unauthorized(request, exc):
-    return _detail(request, "Authentication required: an API key (X-Api-Key) or a login", 401)
+    bearer = request.headers.get("Authorization", "").lower().startswith("bearer ")
+    if "X-Api-Key" in request.headers or bearer:
+        message = "Authentication required: the API key is unknown or revoked"
+    else:
+        message = "Authentication required: an API key (X-Api-Key) or a login"
+    return _detail(request, message, 401)
 
 
 @api.exception_handler(Http404)

@@ -32,6 +32,15 @@ class BearerKeyAuth(HttpBearer):
 
 
 class ActiveSessionAuth(SessionAuth):
+    """A logged-in browser. CSRF is checked for logged-in users only: a request with no
+    session (an SDK with a wrong or revoked key, say) is told it is not authenticated
+    (401), not that a CSRF token it never had is missing (ninja's 403)."""
+
+    def _get_key(self, request):
+        if not request.user.is_authenticated:
+            return None
+        return super()._get_key(request)
+
     def authenticate(self, request, key):
         user = request.user
         return user if user.is_authenticated and user.is_active else None

@@ -31,6 +31,11 @@ def test_bearer_tokens_work_like_the_header(alice):
     response = Client(headers={"Authorization": f"Bearer {secret}"}).get("/api/sessions")
     assert response.status_code == 200
 
+    wrong = Client(enforce_csrf_checks=True, headers={"Authorization": f"Bearer {secret}x"})
+    refused = wrong.post("/api/sessions", {"title": "x"}, "application/json")
+    assert refused.status_code == 401
+    assert "API key is unknown or revoked" in refused.json()["detail"]
+
 
 def test_last_used_is_recorded(alice):
     key, secret = create_api_key(alice)

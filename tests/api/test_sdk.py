@@ -3,7 +3,7 @@
 import httpx
 import pytest
 from langgraph_sdk import get_client, get_sync_client
-from langgraph_sdk.errors import ConflictError, NotFoundError
+from langgraph_sdk.errors import AuthenticationError, ConflictError, NotFoundError
 from langgraph_sdk.schema import Command
 
 pytestmark = pytest.mark.system
@@ -268,6 +268,19 @@ def test_unsupported_fields_are_refused_by_name(client):
         )
     assert refused.value.response.status_code == 422
     assert "webhook" in refused.value.response.text
+
+
+@pytest.mark.parametrize("key", ["revoked", "sh_deadbeef_not-a-real-key"])
+def test_a_wrong_key_is_told_it_is_not_authenticated(live_api, key):
+    """Reads and writes alike: a 401 naming the problem, not a CSRF failure."""
+    sdk = get_sync_client(url=live_api.api, api_key=live_api.keys.get(key, key))
+    with pytest.raises(AuthenticationError) as read:
+        sdk.threads.search()
+    with pytest.raises(AuthenticationError) as write:
+        sdk.threads.create()
+    for refused in (read, write):
+        assert refused.value.response.status_code == 401
+        assert "API key is unknown or revoked" in refused.value.response.json()["detail"]
 
 
 async def test_the_async_client_runs_streams_and_resumes(aclient):
