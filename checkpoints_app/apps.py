@@ -6,9 +6,16 @@ class CheckpointsConfig(AppConfig):
     verbose_name = "Checkpoints"
 
     def ready(self):
+        from django.db.models.signals import post_delete
+
         from checkpoints_app import handlers
         from core.events import state_changed
 
         state_changed.connect(
             handlers.record_restore_point, dispatch_uid="checkpoints_app.restore_point"
+        )
+        post_delete.connect(
+            handlers.delete_thread_checkpoints,
+            sender="threads_app.Thread",
+            dispatch_uid="checkpoints_app.thread_checkpoints",
         )

@@ -1,4 +1,5 @@
-"""Checkpoints' receiver on the state bus: a restore point when a thread starts running."""
+"""Checkpoints' receivers: a restore point when a thread starts running (state bus), and
+a thread's checkpoints deleted with the thread (Django's post_delete)."""
 
 from checkpoints_app.models import Checkpoint, RestorePoint
 from core.events import StateChange
@@ -33,3 +34,15 @@ def record_restore_point(sender, change: StateChange, **kwargs) -> None:
         snapshot=state,
         created_at=change.timestamp,
     )
+
+
+def delete_thread_checkpoints(sender, instance, using, **kwargs) -> None:
+    """A deleted thread takes its checkpoints along, in the transaction of the delete.
+
+    ``post_delete`` rather than the state bus: a thread also goes in a cascade (its
+    session deleted), which the state manager never sees. Checkpoints are keyed by
+    LangGraph's thread id, not a foreign key, so nothing else would remove them.
+    """
+    from checkpoints_app.saver import DjangoSaver
+
+    DjangoSaver(using=using).delete_thread(str(instance.pk))

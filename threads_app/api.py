@@ -499,13 +499,7 @@ def patch_thread(request, thread_id: str, body: ThreadPatch):
 @langgraph_router.delete("/threads/{thread_id}", response={204: None})
 def delete_thread(request, thread_id: str):
     thread = get_thread(request, thread_id)
-    from checkpoints_app.saver import DjangoSaver
-
-    with transaction.atomic():
-        for run in thread.runs.filter(status__in=services.ACTIVE_RUN_STATUSES):
-            services.cancel_run(run.pk, actor=request.auth)
-        state.delete_state("thread", thread.pk, actor=request.auth)
-        DjangoSaver().delete_thread(str(thread.pk))
+    services.delete_thread(thread.pk, actor=request.auth)
     return 204, None
 
 

@@ -17,7 +17,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import close_old_connections, connection, transaction
+from django.db import IntegrityError, close_old_connections, connection, transaction
 from django.db.models import Max
 from langgraph.types import Command
 
@@ -205,7 +205,12 @@ class EventLog:
         if not self.buffer:
             return
         batch, self.buffer = self.buffer, []
-        RunEvent.objects.bulk_create(batch)
+        try:
+            RunEvent.objects.bulk_create(batch)
+        except IntegrityError:
+            if not Run.objects.filter(pk=self.run.pk).exists():
+                raise RunDeleted from None
+            raise
         for item in batch:
             payload = {
                 "type": "run.event",
@@ -229,6 +234,10 @@ class RunStopped(Exception):
         self.reason = reason
         self.action = action
         super().__init__(reason)
+
+
+class RunDeleted(Exception):
+    """The run was deleted while it ran (with its thread or session, say)."""
 
 
 def _graph_config(run: Run, resuming: bool, callbacks: list) -> dict:
@@ -298,6 +307,23 @@ class Execution:
         self.node = ""
 
     def execute(self) -> str:
+        try:
+            return self._execute()
+        except RunDeleted:
+            self._forget()
+            return "deleted"
+
+    def _forget(self) -> None:
+        """What is left of a deleted run: checkpoints the graph wrote for a thread that
+        was deleted meanwhile (the delete removed those written before it)."""
+        from checkpoints_app.saver import DjangoSaver
+
+        run = self.run
+        if not Thread.objects.filter(pk=run.thread_id).exists():
+            DjangoSaver().delete_thread(str(run.thread_id))
+        logger.info("run %s was deleted while it ran; stopped", run.pk)
+
+    def _execute(self) -> str:
         from checkpoints_app.saver import DjangoSaver
 
         run = self.run
@@ -308,7 +334,7 @@ class Execution:
         started = time.monotonic()
         timeout = float((run.kwargs or {}).get("timeout_s") or settings.STATEHOUSE_RUN_TIMEOUT_S)
         outcome: tuple[str, str] = ("success", "")
-        graph = None
+        graph = stream = None
         config: dict = {}
         try:
             graph_id = run.workflow.graph_id if run.workflow else ""
@@ -347,16 +373,29 @@ class Execution:
             log.flush()
         except RunStopped as stop:
             outcome = (stop.action or "timeout", stop.reason)
+        except RunDeleted:
+            raise
         except Exception as exc:
+            if not Run.objects.filter(pk=run.pk).exists():
+                raise RunDeleted from exc  # the graph failed because its run went away
             logger.exception("run %s failed", run.pk)
             outcome = ("error", f"{type(exc).__name__}: {exc}")
         finally:
             heartbeat.stop()
+            if stream is not None:
+                try:
+                    stream.close()  # no step of the graph runs (or writes) after this
+                except Exception:
+                    logger.exception("run %s: closing the graph's stream failed", run.pk)
             try:
                 log.flush()
+            except RunDeleted:
+                pass
             except Exception:
                 logger.exception("could not write the last events of run %s", run.pk)
         if heartbeat.lease_lost:
+            if not Run.objects.filter(pk=run.pk).exists():
+                raise RunDeleted
             logger.warning("run %s: lease lost, another worker owns it now", run.pk)
             return "lease-lost"
         return self._finish(outcome, graph, config, saver, log)
@@ -384,11 +423,12 @@ class Execution:
         log.add("progress", payload)
 
     def _check(self, heartbeat: Heartbeat, started: float, timeout: float) -> None:
+        current = Run.objects.filter(pk=self.run.pk).values("cancel_requested").first()
+        if current is None:
+            raise RunDeleted
         if heartbeat.lease_lost:
             raise RunStopped("lease lost")
-        cancel = (
-            Run.objects.filter(pk=self.run.pk).values_list("cancel_requested", flat=True).first()
-        )
+        cancel = current["cancel_requested"]
         if cancel:
             raise RunStopped(f"cancelled ({cancel})", action=cancel)
         if time.monotonic() - started > timeout:
@@ -453,7 +493,9 @@ class Execution:
         with transaction.atomic():
             # Lock order everywhere: the thread, then its runs (see services.create_run).
             Thread.objects.select_for_update().filter(pk=run.thread_id).first()
-            current = Run.objects.get(pk=run.pk)
+            current = Run.objects.filter(pk=run.pk).first()
+            if current is None:
+                raise RunDeleted
             if current.claimed_by != self.worker or current.status != Run.Status.RUNNING:
                 return "lease-lost"
             state.update_state(

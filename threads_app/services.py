@@ -420,8 +420,6 @@ def retry_run(run_id, actor=None) -> Run:
 
 def expire_temporary_threads() -> int:
     """Delete the threads of finished stateless runs after their time to live."""
-    from checkpoints_app.saver import DjangoSaver
-
     cutoff = now() - timedelta(seconds=settings.STATEHOUSE_TEMPORARY_THREAD_TTL_S)
     expired = Thread.objects.filter(metadata__temporary=True, updated_at__lt=cutoff).exclude(
         status=Thread.Status.BUSY
@@ -430,8 +428,17 @@ def expire_temporary_threads() -> int:
     for thread in expired[:200]:
         if thread.runs.filter(status__in=ACTIVE_RUN_STATUSES).exists():
             continue
-        with transaction.atomic():
-            state.delete_state("thread", thread.pk, actor="sweeper")
-            DjangoSaver().delete_thread(str(thread.pk))
+        delete_thread(thread.pk, actor="sweeper")
         count += 1
     return count
+
+
+def delete_thread(thread_id, actor=None) -> dict:
+    """Delete a thread with its runs, their events and its checkpoints; returns its last
+    state. A run still going is deleted too: its worker notices at its next step and
+    stops (see runtime.RunDeleted)."""
+    with transaction.atomic():
+        # Lock order everywhere: the thread, then its runs (the cascade deletes the runs
+        # before the thread, so the thread is locked first by hand).
+        Thread.objects.select_for_update().filter(pk=thread_id).first()
+        return state.delete_state("thread", thread_id, actor=actor)
