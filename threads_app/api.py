@@ -731,7 +731,9 @@ async def _final_output(run_id) -> Json:
 
     @sync_to_async
     def read():
-        run = Run.objects.select_related("thread").get(pk=run_id)
+        run = Run.objects.select_related("thread").filter(pk=run_id).first()
+        if run is None:
+            return {"__error__": _deleted(run_id)}
         if run.status in (Run.Status.ERROR, Run.Status.TIMEOUT):
             kind, _, message = run.error.partition(": ")
             return {"__error__": {"error": kind or run.status, "message": message or run.error}}
@@ -746,7 +748,13 @@ async def _final_output(run_id) -> Json:
 
 
 async def _run_status(run_id) -> str | None:
+    """The run's status; None once it is deleted (with its thread, say)."""
     return await Run.objects.filter(pk=run_id).values_list("status", flat=True).afirst()
+
+
+def _deleted(run_id) -> dict[str, str]:
+    """The error /wait, /join and streams end with when the run is deleted before it ends."""
+    return {"error": "RunDeleted", "message": f"run {run_id} was deleted before it finished"}
 
 
 def _may_have_ended(message: dict | None) -> bool:
@@ -768,7 +776,7 @@ async def _wait_body(run_id):
     async with RunEvents(run_id) as events:
         waited = 0.0
         status = await _run_status(run_id)
-        while status not in Run.FINAL_STATUSES:
+        while status is not None and status not in Run.FINAL_STATUSES:
             message = await events.wait(POLL_S)
             waited = 0.0 if message is not None else waited + POLL_S
             if waited >= heartbeat:
@@ -912,9 +920,10 @@ async def _event_stream(run_id, modes: list[str], last_id: int, subgraphs: bool)
                 idle = 0.0
                 continue
             status = await _run_status(run_id)
-            if status is None or (
-                status in Run.FINAL_STATUSES and not await _more(run_id, last_id)
-            ):
+            if status is None:
+                yield _sse("error", _deleted(run_id))
+                return
+            if status in Run.FINAL_STATUSES and not await _more(run_id, last_id):
                 yield _sse("end", {"run_id": str(run_id), "status": status})
                 return
             if await feed.wait(POLL_S) is None:

@@ -1,5 +1,8 @@
 """The official langgraph-sdk client against a real Statehouse server, sync and async."""
 
+import time
+from concurrent.futures import ThreadPoolExecutor
+
 import httpx
 import pytest
 from langgraph_sdk import get_client, get_sync_client
@@ -214,6 +217,28 @@ def test_cancel_a_running_run(client):
     client.runs.cancel(thread["thread_id"], run["run_id"], wait=True)
 
     assert client.runs.get(thread["thread_id"], run["run_id"])["status"] == "interrupted"
+
+
+def test_deleting_the_thread_ends_a_wait_and_a_stream_with_an_error(client):
+    """They end at once, with an error naming the run, instead of waiting forever."""
+    thread = client.threads.create()
+    run = client.runs.create(thread["thread_id"], "pipeline", input={"steps": 200, "delay_s": 0.05})
+    stream = client.runs.join_stream(thread["thread_id"], run["run_id"], stream_mode="custom")
+    assert next(stream).event in ("metadata", "custom")  # it is running
+
+    with ThreadPoolExecutor(1) as pool:
+        waiting = pool.submit(client.runs.join, thread["thread_id"], run["run_id"])
+        time.sleep(0.3)  # the join is waiting
+        client.threads.delete(thread["thread_id"])
+        rest = list(stream)
+        joined = waiting.result(timeout=30)
+
+    assert joined["__error__"]["error"] == "RunDeleted"
+    assert run["run_id"] in joined["__error__"]["message"]
+    assert rest[-1].event == "error"
+    assert rest[-1].data["error"] == "RunDeleted"
+    with pytest.raises(NotFoundError):
+        client.runs.get(thread["thread_id"], run["run_id"])
 
 
 def test_reject_is_a_conflict(client):
