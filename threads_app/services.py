@@ -202,7 +202,7 @@ def _stream_modes(stream_mode) -> list[str]:
     return sorted(set(modes), key=modes.index)
 
 
-def _command(command) -> dict | None:
+def _command(command, graph) -> dict | None:
     if command is None:
         return None
     if not isinstance(command, dict) or not command:
@@ -213,8 +213,17 @@ def _command(command) -> dict | None:
             f"command has unknown key(s) {', '.join(unknown)} (use resume, update, goto)"
         )
     goto = command.get("goto")
-    if goto is not None and not isinstance(goto, str | list):
-        raise InvalidRun("command.goto must be a node name or a list of them")
+    if goto is None:
+        return command
+    targets = goto if isinstance(goto, list) else [goto]
+    # A target is a node name or a Send: {"node": name, "input": ...}.
+    names = [t.get("node") if isinstance(t, dict) else t for t in targets]
+    if not all(isinstance(name, str) for name in names):
+        raise InvalidRun("command.goto must be a node name, a Send, or a list of them")
+    known = set(graph.nodes) - {"__start__"}
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise InvalidRun(f"command.goto names unknown node(s) {', '.join(unknown)}")
     return command
 
 
@@ -230,11 +239,14 @@ def _interrupt_nodes(name: str, nodes, graph) -> list[str] | str | None:
     return list(nodes)
 
 
-def _has_checkpoint(thread: Thread) -> bool:
+def _has_checkpoint(thread: Thread, checkpoint_id: str | None = None) -> bool:
+    """Whether the thread has a checkpoint (that one, given its id)."""
     from checkpoints_app.saver import DjangoSaver
 
-    config = {"configurable": {"thread_id": str(thread.pk), "checkpoint_ns": ""}}
-    return DjangoSaver().get_tuple(config) is not None
+    configurable = {"thread_id": str(thread.pk), "checkpoint_ns": ""}
+    if checkpoint_id:
+        configurable["checkpoint_id"] = checkpoint_id
+    return DjangoSaver().get_tuple({"configurable": configurable}) is not None
 
 
 def _check_input(graph, value, first_run: bool) -> None:
@@ -276,7 +288,7 @@ def create_run(
         raise WorkflowNotFound(str(exc)) from None
     if input is not None and command is not None:
         raise InvalidRun("give input or command, not both")
-    command = _command(command)
+    command = _command(command, graph)
     modes = _stream_modes(stream_mode)
     if multitask_strategy not in Run.MultitaskStrategy.values:
         raise InvalidRun(
@@ -305,8 +317,19 @@ def create_run(
         "context": context or None,
         **(extra_kwargs or {}),
     }
+    if checkpoint_id and not _has_checkpoint(thread, checkpoint_id):
+        raise InvalidRun(f"checkpoint_id: thread {thread.pk} has no checkpoint {checkpoint_id!r}")
     if input is not None:
         _check_input(graph, input, first_run=not _has_checkpoint(thread))
+    if (
+        command
+        and "resume" in command
+        and not _has_checkpoint(thread)
+        and not thread.runs.filter(status__in=ACTIVE_RUN_STATUSES).exists()
+    ):
+        raise InvalidRun(
+            f"command.resume: thread {thread.pk} has nothing to resume (no run has started it)"
+        )
     _check_budgets(thread)
 
     with transaction.atomic():

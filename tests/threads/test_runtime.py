@@ -354,6 +354,11 @@ def test_an_expired_lease_is_not_stolen_twice(thread):
         ({"input": {"steps": 1}, "stream_mode": ["events"]}, "unsupported stream_mode"),
         ({"input": {"steps": 1}, "interrupt_before": ["nope"]}, "unknown node"),
         ({"input": {"steps": 1}, "multitask_strategy": "shove"}, "multitask_strategy"),
+        ({"command": {"goto": "nowhere"}}, "command.goto names unknown node"),
+        ({"command": {"goto": [{"node": "nowhere", "input": {}}]}}, "unknown node.*nowhere"),
+        ({"command": {"goto": 3}}, "node name, a Send"),
+        ({"command": {"resume": "yes"}}, "nothing to resume"),
+        ({"input": {"steps": 1}, "checkpoint_id": "1ef0-nope"}, "has no checkpoint '1ef0-nope'"),
     ],
 )
 def test_bad_requests_are_refused_and_leave_no_run(thread, request_kwargs, message):
@@ -363,6 +368,20 @@ def test_bad_requests_are_refused_and_leave_no_run(thread, request_kwargs, messa
     assert not Run.objects.filter(thread=thread).exists()
     thread.refresh_from_db()
     assert thread.status == "idle"
+
+
+def test_a_run_from_an_existing_checkpoint_or_with_a_known_goto_is_accepted(thread):
+    first = finished(services.create_run(thread, input={"steps": 2}))
+    assert first.status == "success"
+    [*_, oldest] = checkpoints(thread.pk)
+
+    again = services.create_run(
+        thread, input={"steps": 1}, checkpoint_id=oldest.config["configurable"]["checkpoint_id"]
+    )
+    jump = services.create_run(thread, command={"goto": "step", "update": {"steps": 1}})
+
+    assert finished(again).status == "success"
+    assert finished(jump).status == "success"
 
 
 def test_a_chat_run_records_its_llm_calls_messages_and_totals(alice, celery_worker):
