@@ -196,3 +196,21 @@ def test_adding_a_session_in_the_admin_records_its_creation(client, staff, alice
     assert response.status_code == 302
     session = Session.objects.get(title="From admin")
     assert StateEvent.objects.filter(entity_id=session.pk, kind="created").exists()
+
+
+def test_deleting_a_thread_in_the_admin_deletes_its_checkpoints(client, staff, data):
+    from checkpoints_app.models import Checkpoint
+    from checkpoints_app.saver import DjangoSaver
+    from tests.checkpoints.helpers import thread_of
+
+    thread = data["thread"]
+    thread_of(DjangoSaver(), 3, thread_id=str(thread.pk))
+    assert Checkpoint.objects.filter(thread_id=str(thread.pk)).exists()
+    client.force_login(staff)
+
+    response = client.post(_url(Thread, "delete", thread.pk), {"post": "yes"})
+
+    assert response.status_code == 302
+    assert not Thread.objects.filter(pk=thread.pk).exists()
+    assert not Checkpoint.objects.filter(thread_id=str(thread.pk)).exists()
+    assert StateEvent.objects.filter(entity_id=str(thread.pk), kind="deleted").exists()
