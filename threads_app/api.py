@@ -8,6 +8,7 @@ forbid unknown fields), never silently ignored.
 
 import asyncio
 import json
+import logging
 import uuid
 from datetime import datetime
 from typing import Any, Literal
@@ -31,6 +32,8 @@ from threads_app.models import Run, RunEvent, Thread, Workflow
 langgraph_router = Router(tags=["LangGraph"])
 
 Json = dict[str, Any]
+logger = logging.getLogger(__name__)
+
 MAX_INT = 2**31 - 1  # pagination numbers beyond this are refused (422), not passed on
 
 
@@ -845,6 +848,11 @@ class RunEvents:
         try:
             return await asyncio.wait_for(self.layer.receive(self.channel), timeout)
         except TimeoutError:
+            return None
+        except Exception:
+            # The layer failed (Redis restarting, say): the database poll carries on.
+            logger.warning("%s: the channel layer failed; polling", self.group, exc_info=True)
+            await asyncio.sleep(timeout)
             return None
 
 

@@ -77,3 +77,27 @@ async def test_wait_notices_the_end_without_any_push(alice, monkeypatch):
     chunks = await asyncio.wait_for(waiting, 10)
 
     assert "__error__" in json.loads(chunks[-1])
+
+
+async def test_wait_polls_on_when_the_channel_layer_fails(alice, monkeypatch):
+    # Redis going away under a wait: it ends from the database instead of failing.
+    run = await database_sync_to_async(running_run)(alice)
+    layer = get_channel_layer()
+    failures = []
+
+    async def failing_receive(channel):
+        failures.append(channel)
+        raise ConnectionError("the channel layer went away")
+
+    monkeypatch.setattr(layer, "receive", failing_receive)
+    monkeypatch.setattr(api, "POLL_S", 0.1)
+
+    async def body():
+        return [chunk async for chunk in api._wait_body(run.pk)]
+
+    waiting = asyncio.ensure_future(body())
+    await eventually(lambda: failures)
+    await database_sync_to_async(state.update_state)("run", run.pk, {"status": "success"})
+    chunks = await asyncio.wait_for(waiting, 10)
+
+    assert json.loads(chunks[-1]) == {}
