@@ -573,12 +573,16 @@ def thread_state_at(request, thread_id: str, checkpoint_id: str, subgraphs: bool
 @langgraph_router.post("/threads/{thread_id}/state", summary="Update the thread's state")
 def update_thread_state(request, thread_id: str, body: StateUpdate):
     thread = get_thread(request, thread_id)
-    if thread.status == Thread.Status.BUSY:
-        raise HttpError(409, f"Thread {thread_id} is busy with a run")
     checkpoint = dict(body.checkpoint or {})
     if body.checkpoint_id:
         checkpoint["checkpoint_id"] = body.checkpoint_id
-    return graph_state.update(thread, body.values, body.as_node, checkpoint, actor=request.auth)
+    with transaction.atomic():
+        # Locked (the thread first, as claims do): no run starts between the check and
+        # the update, and the new checkpoint and the thread's record commit together.
+        thread = Thread.objects.select_for_update().get(pk=thread.pk)
+        if thread.status == Thread.Status.BUSY:
+            raise HttpError(409, f"Thread {thread_id} is busy with a run")
+        return graph_state.update(thread, body.values, body.as_node, checkpoint, actor=request.auth)
 
 
 @langgraph_router.post("/threads/{thread_id}/history", summary="The thread's state history")

@@ -117,3 +117,40 @@ def test_a_claim_during_a_cancel_finds_the_run_ended_and_leaves_it(pending_run):
     assert run.cancel_requested == "rollback"
     assert run.claimed_by == ""
     assert run.attempt == 0
+
+
+def test_a_state_update_during_a_claim_waits_and_finds_the_thread_busy(pending_run, alice):
+    from django.test import Client
+
+    from checkpoints_app.models import Checkpoint
+
+    thread_id = str(pending_run.thread_id)
+    browser = Client()
+    browser.force_login(alice)
+    claimed = threading.Event()
+    release = threading.Event()
+    results = {}
+
+    def claim_and_hold():
+        with transaction.atomic():
+            run = runtime.claim_run(pending_run.pk, "worker-a")
+            claimed.set()
+            release.wait(10)
+            return run
+
+    worker = _in_thread(claim_and_hold, results)
+    assert claimed.wait(10)
+    update = {}
+    body = {"values": {"steps": 2}, "as_node": "step"}
+    updater = _in_thread(
+        lambda: browser.post(f"/api/threads/{thread_id}/state", body, "application/json"), update
+    )
+    _wait_for_a_lock_wait()
+    release.set()
+    worker.join(10)
+    updater.join(10)
+
+    response = update["value"]
+    assert response.status_code == 409, response.content
+    assert "is busy with a run" in response.json()["detail"]
+    assert not Checkpoint.objects.filter(thread_id=thread_id).exists()  # nothing written
