@@ -830,6 +830,7 @@ class RunEvents:
         self.group = f"run.{run_id}"
         self.layer = get_channel_layer()
         self.channel = None
+        self.receiving: asyncio.Task | None = None
 
     async def __aenter__(self):
         if self.layer is not None:
@@ -841,18 +842,29 @@ class RunEvents:
         return self
 
     async def __aexit__(self, *exc):
+        if self.receiving is not None:
+            self.receiving.cancel()
         if self.channel is not None:
             await self.layer.group_discard(self.group, self.channel)
 
     async def wait(self, timeout: float) -> dict | None:
-        """The next push to the run's group, or None after ``timeout`` seconds."""
+        """The next push to the run's group, or None after ``timeout`` seconds.
+
+        One receive stays pending across waits rather than being cancelled at each
+        timeout: cancelling channels_redis's receive mid-command could leave the wait
+        hanging on it, and the poll must go on whatever the layer does.
+        """
         if self.channel is None:
             await asyncio.sleep(timeout)
             return None
-        try:
-            return await asyncio.wait_for(self.layer.receive(self.channel), timeout)
-        except TimeoutError:
+        if self.receiving is None:
+            self.receiving = asyncio.ensure_future(self.layer.receive(self.channel))
+        done, _ = await asyncio.wait({self.receiving}, timeout=timeout)
+        if not done:
             return None
+        received, self.receiving = self.receiving, None
+        try:
+            return received.result()
         except Exception:
             # The layer failed (Redis restarting, say): the database poll carries on.
             logger.warning("%s: the channel layer failed; polling", self.group, exc_info=True)
