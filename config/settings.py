@@ -176,11 +176,7 @@ if REDIS_URL:
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
-                # redis-py 8 reads with a 5 s socket timeout by default, and channels_redis
-                # blocks on BZPOPMIN for 5 s: an idle stream or WebSocket then failed with
-                # "Timeout reading from" Redis (redis/redis-py#4091). Reads may take longer
-                # than that block; a dead connection is still noticed.
-                "hosts": [{"address": REDIS_URL, "socket_timeout": 15}],
+                "hosts": [REDIS_URL],
                 "capacity": env_int("CHANNELS_CAPACITY", 1000),
                 "expiry": 30,
                 "prefix": env_str("CHANNELS_PREFIX", "statehouse"),
