@@ -60,29 +60,38 @@ def _wait_for_a_lock_wait(timeout=10.0):
     raise AssertionError("no backend ever waited on a lock")
 
 
-def test_a_cancel_during_a_claim_waits_for_it_and_asks_the_running_run_to_stop(pending_run):
-    claimed = threading.Event()
+def _race(first, second):
+    """Run ``first`` in a transaction held open until ``second`` (started meanwhile in
+    another thread) waits on a lock; then commit. Returns both results (or errors)."""
+    done_first = threading.Event()
     release = threading.Event()
-    results = {}
+    results, other = {}, {}
 
-    def claim_and_hold():
+    def hold():
         with transaction.atomic():
-            run = runtime.claim_run(pending_run.pk, "worker-a")
-            claimed.set()
+            result = first()
+            done_first.set()
             release.wait(10)
-            return run
+            return result
 
-    worker = _in_thread(claim_and_hold, results)
-    assert claimed.wait(10)
-    cancel = {}
-    canceller = _in_thread(lambda: services.cancel_run(pending_run.pk, actor="ops"), cancel)
+    holder = _in_thread(hold, results)
+    assert done_first.wait(10)
+    waiter = _in_thread(second, other)
     _wait_for_a_lock_wait()
     release.set()
-    worker.join(10)
-    canceller.join(10)
+    holder.join(10)
+    waiter.join(10)
+    return results["value"], other["value"]
 
-    assert results["value"].status == "running"
-    assert not isinstance(cancel["value"], Exception), cancel["value"]
+
+def test_a_cancel_during_a_claim_waits_for_it_and_asks_the_running_run_to_stop(pending_run):
+    claimed, cancelled = _race(
+        lambda: runtime.claim_run(pending_run.pk, "worker-a"),
+        lambda: services.cancel_run(pending_run.pk, actor="ops"),
+    )
+
+    assert claimed.status == "running"
+    assert not isinstance(cancelled, Exception), cancelled
     run = Run.objects.get(pk=pending_run.pk)
     assert run.status == "running"
     assert run.cancel_requested == "interrupt"
@@ -90,28 +99,13 @@ def test_a_cancel_during_a_claim_waits_for_it_and_asks_the_running_run_to_stop(p
 
 
 def test_a_claim_during_a_cancel_finds_the_run_ended_and_leaves_it(pending_run):
-    cancelled = threading.Event()
-    release = threading.Event()
-    results = {}
+    cancelled, claimed = _race(
+        lambda: services.cancel_run(pending_run.pk, action="rollback", actor="ops"),
+        lambda: runtime.claim_run(pending_run.pk, "worker-a"),
+    )
 
-    def cancel_and_hold():
-        with transaction.atomic():
-            run = services.cancel_run(pending_run.pk, action="rollback", actor="ops")
-            cancelled.set()
-            release.wait(10)
-            return run
-
-    canceller = _in_thread(cancel_and_hold, results)
-    assert cancelled.wait(10)
-    claim = {}
-    worker = _in_thread(lambda: runtime.claim_run(pending_run.pk, "worker-a"), claim)
-    _wait_for_a_lock_wait()
-    release.set()
-    canceller.join(10)
-    worker.join(10)
-
-    assert results["value"].status == "interrupted"
-    assert claim["value"] is None
+    assert cancelled.status == "interrupted"
+    assert claimed is None
     run = Run.objects.get(pk=pending_run.pk)
     assert run.status == "interrupted"
     assert run.cancel_requested == "rollback"
@@ -127,30 +121,13 @@ def test_a_state_update_during_a_claim_waits_and_finds_the_thread_busy(pending_r
     thread_id = str(pending_run.thread_id)
     browser = Client()
     browser.force_login(alice)
-    claimed = threading.Event()
-    release = threading.Event()
-    results = {}
-
-    def claim_and_hold():
-        with transaction.atomic():
-            run = runtime.claim_run(pending_run.pk, "worker-a")
-            claimed.set()
-            release.wait(10)
-            return run
-
-    worker = _in_thread(claim_and_hold, results)
-    assert claimed.wait(10)
-    update = {}
     body = {"values": {"steps": 2}, "as_node": "step"}
-    updater = _in_thread(
-        lambda: browser.post(f"/api/threads/{thread_id}/state", body, "application/json"), update
-    )
-    _wait_for_a_lock_wait()
-    release.set()
-    worker.join(10)
-    updater.join(10)
 
-    response = update["value"]
+    _, response = _race(
+        lambda: runtime.claim_run(pending_run.pk, "worker-a"),
+        lambda: browser.post(f"/api/threads/{thread_id}/state", body, "application/json"),
+    )
+
     assert response.status_code == 409, response.content
     assert "is busy with a run" in response.json()["detail"]
     assert not Checkpoint.objects.filter(thread_id=thread_id).exists()  # nothing written
