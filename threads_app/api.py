@@ -577,9 +577,11 @@ def update_thread_state(request, thread_id: str, body: StateUpdate):
     if body.checkpoint_id:
         checkpoint["checkpoint_id"] = body.checkpoint_id
     with transaction.atomic():
-        # Locked (the thread first, as claims do): no run starts between the check and
-        # the update, and the new checkpoint and the thread's record commit together.
-        thread = Thread.objects.select_for_update().get(pk=thread.pk)
+        # No run starts between the check and the update, and the new checkpoint and
+        # the thread's record commit together.
+        thread = Thread.objects.lock(thread.pk)
+        if thread is None:
+            raise HttpError(404, f"Thread {thread_id} not found")
         if thread.status == Thread.Status.BUSY:
             raise HttpError(409, f"Thread {thread_id} is busy with a run")
         return graph_state.update(thread, body.values, body.as_node, checkpoint, actor=request.auth)

@@ -34,6 +34,17 @@ class Workflow(StatefulModel):
         return self.name or self.graph_id
 
 
+class ThreadQuerySet(models.QuerySet):
+    def lock(self, thread_id) -> "Thread | None":
+        """The thread with its row locked until the transaction ends (None if it is gone).
+
+        Lock order everywhere: a thread, then its runs. Run creation, claims, cancels,
+        finishes, state updates and deletes all take the thread's lock first, so they
+        queue on it instead of failing each other's version checks or deadlocking.
+        """
+        return self.select_for_update().filter(pk=thread_id).first()
+
+
 class Thread(StatefulModel):
     """One LangGraph thread in a session."""
 
@@ -45,6 +56,8 @@ class Thread(StatefulModel):
         ERROR = "error"
 
     state_entity_type = "thread"
+
+    objects = ThreadQuerySet.as_manager()
 
     session = models.ForeignKey(
         "sessions_app.Session", on_delete=models.CASCADE, related_name="threads"

@@ -333,7 +333,9 @@ def create_run(
     _check_budgets(thread)
 
     with transaction.atomic():
-        locked = Thread.objects.select_for_update().get(pk=thread.pk)
+        locked = Thread.objects.lock(thread.pk)
+        if locked is None:
+            raise state.EntityNotFound("thread", thread.pk)
         active = list(locked.runs.filter(status__in=ACTIVE_RUN_STATUSES).order_by("created_at"))
         if active and multitask_strategy == Run.MultitaskStrategy.REJECT:
             raise RunRejected(
@@ -392,10 +394,9 @@ def cancel_run(run_id, action: str = "interrupt", actor=None) -> Run:
     if thread_id is None:
         raise state.EntityNotFound("run", run_id)
     with transaction.atomic():
-        # Lock order everywhere: the thread, then its runs. A worker claiming or
-        # finishing the run waits for us (or we for it), so the status read here is the
-        # one the write applies to: a cancel never fails on a concurrent claim.
-        Thread.objects.select_for_update().filter(pk=thread_id).first()
+        # A worker claiming or finishing the run waits for us (or we for it), so the
+        # status read here is the one the write applies to.
+        Thread.objects.lock(thread_id)
         run = Run.objects.select_for_update().get(pk=run_id)
         if run.status in Run.FINAL_STATUSES:
             raise RunFinished(f"run {run.pk} has already finished ({run.status})")
@@ -461,7 +462,6 @@ def delete_thread(thread_id, actor=None) -> dict:
     state. A run still going is deleted too: its worker notices at its next step and
     stops (see runtime.RunDeleted)."""
     with transaction.atomic():
-        # Lock order everywhere: the thread, then its runs (the cascade deletes the runs
-        # before the thread, so the thread is locked first by hand).
-        Thread.objects.select_for_update().filter(pk=thread_id).first()
+        # The cascade deletes the runs before the thread: lock the thread first by hand.
+        Thread.objects.lock(thread_id)
         return state.delete_state("thread", thread_id, actor=actor)
