@@ -60,8 +60,8 @@ def claim_run(run_id, worker: str) -> Run | None:
     once (a run queued behind another one is started when that one finishes).
     """
     with transaction.atomic():
-        # Lock order everywhere: the thread, then its runs. The run is read under the
-        # lock, so a cancel that got there first is seen (and one that comes later waits).
+        # The thread, then the run (see ThreadQuerySet.lock), found by the run's id. The
+        # run is read under the lock, so a cancel that got there first is seen.
         thread = Thread.objects.select_for_update(of=("self",)).filter(runs__pk=run_id).first()
         if thread is None:
             return None
@@ -208,7 +208,7 @@ class EventLog:
         try:
             RunEvent.objects.bulk_create(batch)
         except IntegrityError:
-            if not Run.objects.filter(pk=self.run.pk).exists():
+            if _deleted(self.run.pk):
                 raise RunDeleted from None
             raise
         for item in batch:
@@ -238,6 +238,10 @@ class RunStopped(Exception):
 
 class RunDeleted(Exception):
     """The run was deleted while it ran (with its thread or session, say)."""
+
+
+def _deleted(run_id) -> bool:
+    return not Run.objects.filter(pk=run_id).exists()
 
 
 def _graph_config(run: Run, resuming: bool, callbacks: list) -> dict:
@@ -376,7 +380,7 @@ class Execution:
         except RunDeleted:
             raise
         except Exception as exc:
-            if not Run.objects.filter(pk=run.pk).exists():
+            if _deleted(run.pk):
                 raise RunDeleted from exc  # the graph failed because its run went away
             logger.exception("run %s failed", run.pk)
             outcome = ("error", f"{type(exc).__name__}: {exc}")
@@ -394,7 +398,7 @@ class Execution:
             except Exception:
                 logger.exception("could not write the last events of run %s", run.pk)
         if heartbeat.lease_lost:
-            if not Run.objects.filter(pk=run.pk).exists():
+            if _deleted(run.pk):
                 raise RunDeleted
             logger.warning("run %s: lease lost, another worker owns it now", run.pk)
             return "lease-lost"
@@ -491,8 +495,7 @@ class Execution:
         log.add(terminal_event, {"status": run_status, "error": reason} if reason else None)
         log.flush()
         with transaction.atomic():
-            # Lock order everywhere: the thread, then its runs (see services.create_run).
-            Thread.objects.select_for_update().filter(pk=run.thread_id).first()
+            Thread.objects.lock(run.thread_id)
             current = Run.objects.filter(pk=run.pk).first()
             if current is None:
                 raise RunDeleted
