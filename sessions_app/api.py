@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from django.conf import settings
+from django.db import transaction
 from django.db.models import Q
 from ninja import Query, Router, Schema
 from ninja.errors import HttpError
@@ -169,13 +170,25 @@ def read_session(request, session_id: str):
 
 @router.patch("/sessions/{session_id}", summary="Update a session (optimistic: expected_version)")
 def patch_session(request, session_id: str, body: SessionPatch):
+    """Metadata is merged into the session's (as a thread's PATCH does); with no
+    ``expected_version``, concurrent PATCHes queue on the row's lock and all apply."""
     session = get_session(request, session_id)
     changes = body.model_dump(exclude_none=True, exclude={"expected_version"})
     if "metadata" in changes:
         changes["metadata"] = normalize_metadata(changes["metadata"])
-    state.update_state(
-        "session", session.pk, changes, expected_version=body.expected_version, actor=request.auth
-    )
+    with transaction.atomic():
+        locked = Session.objects.select_for_update().filter(pk=session.pk).first()
+        if locked is None:
+            raise HttpError(404, f"Session {session_id} not found")
+        if "metadata" in changes:
+            changes["metadata"] = locked.metadata | changes["metadata"]
+        state.update_state(
+            "session",
+            locked.pk,
+            changes,
+            expected_version=body.expected_version,
+            actor=request.auth,
+        )
     return session_out(get_session(request, session_id))
 
 

@@ -297,8 +297,15 @@ def patch_assistant(request, assistant_id: str, body: AssistantPatch):
     if "graph_id" in changes:
         _check_graph(changes["graph_id"])
     if "metadata" in changes:
-        changes["metadata"] = workflow.metadata | normalize_metadata(changes["metadata"])
-    workflow = state.update_state("workflow", workflow.pk, changes, actor=request.auth)
+        changes["metadata"] = normalize_metadata(changes["metadata"])
+    with transaction.atomic():
+        # The metadata merge reads the row under its lock (see patch_thread).
+        locked = Workflow.objects.select_for_update().filter(pk=workflow.pk).first()
+        if locked is None:
+            raise HttpError(404, f"Assistant {assistant_id} not found")
+        if "metadata" in changes:
+            changes["metadata"] = locked.metadata | changes["metadata"]
+        workflow = state.update_state("workflow", locked.pk, changes, actor=request.auth)
     return assistant_out(workflow)
 
 
@@ -493,9 +500,16 @@ def read_thread(request, thread_id: str):
 @langgraph_router.patch("/threads/{thread_id}", summary="Update a thread's metadata")
 def patch_thread(request, thread_id: str, body: ThreadPatch):
     thread = get_thread(request, thread_id)
-    metadata = thread.metadata | normalize_metadata(body.metadata)
-    metadata.pop("session_id", None)
-    thread = state.update_state("thread", thread.pk, {"metadata": metadata}, actor=request.auth)
+    changes = normalize_metadata(body.metadata)
+    with transaction.atomic():
+        # The merge reads the metadata under the row's lock: concurrent PATCHes queue
+        # here and each one keeps the others' keys (no lost write, no version conflict).
+        locked = Thread.objects.lock(thread.pk)
+        if locked is None:
+            raise HttpError(404, f"Thread {thread_id} not found")
+        metadata = locked.metadata | changes
+        metadata.pop("session_id", None)
+        state.update_state("thread", locked.pk, {"metadata": metadata}, actor=request.auth)
     return thread_out(Thread.objects.select_related("workflow").get(pk=thread.pk))
 
 
