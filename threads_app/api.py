@@ -88,7 +88,7 @@ def get_run(request, thread_id, run_id) -> Run:
 
 def get_workflow(request, assistant_id, write: bool = False) -> Workflow:
     try:
-        workflow = services.resolve_workflow(assistant_id)
+        workflow = services.resolve_workflow(assistant_id, user=request.auth)
     except services.WorkflowNotFound:
         raise HttpError(404, f"Assistant {assistant_id} not found") from None
     if write and not _is_staff(request.auth) and workflow.owner_id != request.auth.pk:
@@ -240,6 +240,9 @@ def create_assistant(request, body: AssistantCreate):
         except ValueError:
             raise HttpError(422, "assistant_id must be a UUID") from None
         if existing is not None:
+            if not services.visible_workflows(request.auth).filter(pk=existing.pk).exists():
+                # Another owner's: answered as an unknown assistant is, never "exists".
+                raise HttpError(404, f"Assistant {body.assistant_id} not found")
             if body.if_exists == "do_nothing":
                 return assistant_out(existing)
             raise HttpError(409, f"Assistant {body.assistant_id} already exists")
@@ -260,8 +263,8 @@ def create_assistant(request, body: AssistantCreate):
     return assistant_out(workflow)
 
 
-def _assistants(body) -> Any:
-    workflows = Workflow.objects.all()
+def _assistants(request, body) -> Any:
+    workflows = services.visible_workflows(request.auth)
     if body.graph_id:
         workflows = workflows.filter(graph_id=body.graph_id)
     if body.name:
@@ -274,7 +277,7 @@ def search_assistants(request, body: AssistantSearch):
     services.sync_system_workflows()
     order = {"assistant_id": "id"}.get(body.sort_by or "created_at", body.sort_by or "created_at")
     prefix = "" if body.sort_order == "asc" else "-"
-    workflows = _assistants(body).order_by(prefix + order, "id")
+    workflows = _assistants(request, body).order_by(prefix + order, "id")
     page = workflows[body.offset : body.offset + _limit(body.limit)]
     return [assistant_out(workflow) for workflow in page]
 
@@ -282,7 +285,7 @@ def search_assistants(request, body: AssistantSearch):
 @langgraph_router.post("/assistants/count", response=int, summary="Count assistants")
 def count_assistants(request, body: AssistantCount):
     services.sync_system_workflows()
-    return _assistants(body).count()
+    return _assistants(request, body).count()
 
 
 @langgraph_router.get("/assistants/{assistant_id}", summary="Get an assistant")
@@ -426,7 +429,7 @@ def create_thread_for(request, thread_id: str | None, metadata: Json | None, **e
     graph_id = metadata.get("graph_id") or metadata.get("assistant_id")
     if graph_id:
         try:
-            workflow = services.resolve_workflow(graph_id)
+            workflow = services.resolve_workflow(graph_id, user=request.auth)
         except services.WorkflowNotFound:
             workflow = None
     with transaction.atomic():
@@ -451,8 +454,10 @@ def create_thread(request, body: ThreadCreate):
             raise HttpError(422, "thread_id must be a UUID") from None
         existing = Thread.objects.filter(pk=body.thread_id).select_related("session").first()
         if existing is not None:
-            visible = _is_staff(request.auth) or existing.session.owner_id == request.auth.pk
-            if body.if_exists == "do_nothing" and visible:
+            if not (_is_staff(request.auth) or existing.session.owner_id == request.auth.pk):
+                # Another owner's: answered as an unknown thread is, never "exists".
+                raise HttpError(404, f"Thread {body.thread_id} not found")
+            if body.if_exists == "do_nothing":
                 return thread_out(existing)
             raise HttpError(409, f"Thread {body.thread_id} already exists")
     with transaction.atomic():
@@ -651,12 +656,12 @@ class RunCreate(Strict):
     on_completion: Literal["delete", "keep"] | None = None
 
 
-def _start_run(request, thread: Thread, body: RunCreate, **extra) -> Run:
+def _start_run(request, thread: Thread, body: RunCreate, workflow: Workflow, **extra) -> Run:
     command = body.command.model_dump(exclude_none=True) if body.command else None
     checkpoint_id = body.checkpoint_id or (body.checkpoint or {}).get("checkpoint_id")
     return services.create_run(
         thread,
-        workflow=body.assistant_id,
+        workflow=workflow,
         input=body.input,
         command=command,
         config=body.config,
@@ -674,27 +679,34 @@ def _start_run(request, thread: Thread, body: RunCreate, **extra) -> Run:
     )
 
 
-def _thread_for_run(request, thread_id: str, body: RunCreate) -> Thread:
-    try:
-        return get_thread(request, thread_id)
-    except HttpError:
-        if body.if_not_exists != "create":
-            raise
-    try:
-        uuid.UUID(thread_id)
-    except ValueError:
-        raise HttpError(422, "thread_id must be a UUID") from None
-    if Thread.objects.filter(pk=thread_id).exists():
-        raise HttpError(404, f"Thread {thread_id} not found")
-    return create_thread_for(request, thread_id, {"graph_id": body.assistant_id})
+def _create_run(request, thread_id: str | None, body: RunCreate) -> Run:
+    """The run on the caller's thread ``thread_id``, or on a thread created for it (a
+    stateless run's own, when ``thread_id`` is None, or ``if_not_exists: "create"``).
 
-
-def _stateless_thread(request, body: RunCreate) -> Thread:
-    """A thread of its own for a stateless run; deleted after it finishes unless kept."""
+    A created thread (and its session) commits with the run or not at all: a request
+    that fails validation writes nothing.
+    """
+    if thread_id is not None:
+        try:
+            thread = get_thread(request, thread_id)
+        except HttpError:
+            if body.if_not_exists != "create":
+                raise
+        else:
+            return _start_run(request, thread, body, get_workflow(request, body.assistant_id))
+        try:
+            uuid.UUID(thread_id)
+        except ValueError:
+            raise HttpError(422, "thread_id must be a UUID") from None
+        if Thread.objects.filter(pk=thread_id).exists():
+            raise HttpError(404, f"Thread {thread_id} not found")
+    workflow = get_workflow(request, body.assistant_id)
     metadata = {"graph_id": body.assistant_id}
-    if body.on_completion != "keep":
-        metadata["temporary"] = True
-    return create_thread_for(request, None, metadata)
+    if thread_id is None and body.on_completion != "keep":
+        metadata["temporary"] = True  # deleted after the run finishes
+    with transaction.atomic():
+        thread = create_thread_for(request, thread_id, metadata)
+        return _start_run(request, thread, body, workflow)
 
 
 def _locations(run: Run, tail: str = "") -> dict[str, str]:
@@ -713,15 +725,14 @@ def _with_headers(response, headers: dict[str, str]):
 
 @langgraph_router.post("/threads/{thread_id}/runs", summary="Create a background run")
 def create_run(request, thread_id: str, body: RunCreate, response: HttpResponse):
-    thread = _thread_for_run(request, thread_id, body)
-    run = _start_run(request, thread, body)
+    run = _create_run(request, thread_id, body)
     _with_headers(response, _locations(run))
     return run_out(run)
 
 
 @langgraph_router.post("/runs", summary="Create a stateless background run")
 def create_stateless_run(request, body: RunCreate, response: HttpResponse):
-    run = _start_run(request, _stateless_thread(request, body), body)
+    run = _create_run(request, None, body)
     _with_headers(response, _locations(run))
     return run_out(run)
 
@@ -747,6 +758,45 @@ def list_runs(
 # A waiting request reads the database again after this long without a push (a push may
 # be lost: the run's event log and status in the database are the truth).
 POLL_S = 0.5
+# A waiting request whose database reads fail (a restart, say) tries again for this long,
+# then ends with an error; the client joins again (/join, or /stream with Last-Event-ID).
+DB_GRACE_S = 10.0
+
+
+class DatabaseLost(Exception):
+    """The database stayed unreachable past DB_GRACE_S while following a run."""
+
+
+async def _db(read, *args):
+    """``await read(*args)``, a database read, tried again while the database is away."""
+    from threads_app.runtime import drop_broken_connection, is_transient_db_error
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + DB_GRACE_S
+    pause = 0.25
+    while True:
+        try:
+            return await read(*args)
+        except Exception as exc:
+            if not is_transient_db_error(exc):
+                raise
+            # The async ORM's thread keeps its connection: drop it, or it fails again.
+            await sync_to_async(drop_broken_connection)()
+            if loop.time() + pause > deadline:
+                raise DatabaseLost(f"{type(exc).__name__}: {exc}".strip()) from exc
+            logger.warning("database read failed; trying again in %g s", pause, exc_info=True)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 2.0)
+
+
+def _lost(run_id, last_id: int | None = None) -> dict[str, str]:
+    """The error a wait or stream ends with when it cannot follow the run any more."""
+    where = f"/stream with Last-Event-ID {last_id}" if last_id is not None else "/join"
+    return {
+        "error": "DatabaseUnavailable",
+        "message": f"the database is unreachable, so run {run_id} cannot be followed; "
+        f"it goes on: join it again ({where})",
+    }
 
 
 async def _final_output(run_id) -> Json:
@@ -796,18 +846,22 @@ async def _wait_body(run_id):
     push, not at each of its events (the events of a run come first, then the change).
     """
     heartbeat = settings.STATEHOUSE_SSE_HEARTBEAT_S
-    async with RunEvents(run_id) as events:
-        waited = 0.0
-        status = await _run_status(run_id)
-        while status is not None and status not in Run.FINAL_STATUSES:
-            message = await events.wait(POLL_S)
-            waited = 0.0 if message is not None else waited + POLL_S
-            if waited >= heartbeat:
-                waited = 0.0
-                yield b"\n"
-            if _may_have_ended(message):
-                status = await _run_status(run_id)
-    yield json.dumps(await _final_output(run_id), default=str).encode()
+    try:
+        async with RunEvents(run_id) as events:
+            waited = 0.0
+            status = await _db(_run_status, run_id)
+            while status is not None and status not in Run.FINAL_STATUSES:
+                message = await events.wait(POLL_S)
+                waited = 0.0 if message is not None else waited + POLL_S
+                if waited >= heartbeat:
+                    waited = 0.0
+                    yield b"\n"
+                if _may_have_ended(message):
+                    status = await _db(_run_status, run_id)
+        body = await _db(_final_output, run_id)
+    except DatabaseLost:
+        body = {"__error__": _lost(run_id)}
+    yield json.dumps(body, default=str).encode()
 
 
 def _json_stream(body, headers: dict[str, str]) -> StreamingHttpResponse:
@@ -817,15 +871,13 @@ def _json_stream(body, headers: dict[str, str]) -> StreamingHttpResponse:
 
 @langgraph_router.post("/threads/{thread_id}/runs/wait", summary="Create a run and wait for it")
 async def wait_run(request, thread_id: str, body: RunCreate):
-    thread = await sync_to_async(_thread_for_run)(request, thread_id, body)
-    run = await sync_to_async(_start_run)(request, thread, body)
+    run = await sync_to_async(_create_run)(request, thread_id, body)
     return _json_stream(_wait_body(run.pk), _locations(run, "/join"))
 
 
 @langgraph_router.post("/runs/wait", summary="Create a stateless run and wait for it")
 async def wait_stateless_run(request, body: RunCreate):
-    thread = await sync_to_async(_stateless_thread)(request, body)
-    run = await sync_to_async(_start_run)(request, thread, body)
+    run = await sync_to_async(_create_run)(request, None, body)
     return _json_stream(_wait_body(run.pk), _locations(run, "/join"))
 
 
@@ -927,50 +979,55 @@ class MessageAccumulator:
 
 
 async def _event_stream(run_id, modes: list[str], last_id: int, subgraphs: bool):
-    """The run's events as SSE, from ``last_id`` on, until it ends (with heartbeats)."""
+    """The run's events as SSE, from ``last_id`` on, until it ends (with heartbeats).
+
+    Ends with an ``error`` event when the database stays unreachable (see _db)."""
     wanted = set(modes) | {"metadata", "end", "error"}
     if "messages-tuple" in wanted or "messages" in wanted:
         wanted.add("messages")
     tuples = "messages-tuple" in modes
     accumulator = MessageAccumulator()
     heartbeat = settings.STATEHOUSE_SSE_HEARTBEAT_S
-    async with RunEvents(run_id) as feed:
-        idle = 0.0
-        while True:
-            events = [
-                e
-                async for e in RunEvent.objects.filter(run_id=run_id, seq__gt=last_id).order_by(
-                    "seq"
-                )[:500]
-            ]
-            for event in events:
-                last_id = event.seq
-                if event.event not in wanted or (event.namespace and not subgraphs):
-                    continue
-                suffix = f"|{event.namespace}" if event.namespace else ""
-                if event.event == "messages" and not tuples:
-                    for name, data in accumulator.feed(event.data):
-                        yield _sse(name + suffix, data, event.seq)
-                    continue
-                if event.event in ("end", "error"):
-                    yield _sse(*(await _terminal(run_id, event)), event.seq)
-                    return
-                yield _sse(event.event + suffix, event.data, event.seq)
-            if events:
-                idle = 0.0
-                continue
-            status = await _run_status(run_id)
-            if status is None:
-                yield _sse("error", _deleted(run_id))
-                return
-            if status in Run.FINAL_STATUSES and not await _more(run_id, last_id):
-                yield _sse("end", {"run_id": str(run_id), "status": status})
-                return
-            if await feed.wait(POLL_S) is None:
-                idle += POLL_S
-                if idle >= heartbeat:
+    try:
+        async with RunEvents(run_id) as feed:
+            idle = 0.0
+            while True:
+                events = await _db(_events_after, run_id, last_id)
+                for event in events:
+                    last_id = event.seq
+                    if event.event not in wanted or (event.namespace and not subgraphs):
+                        continue
+                    suffix = f"|{event.namespace}" if event.namespace else ""
+                    if event.event == "messages" and not tuples:
+                        for name, data in accumulator.feed(event.data):
+                            yield _sse(name + suffix, data, event.seq)
+                        continue
+                    if event.event in ("end", "error"):
+                        yield _sse(*(await _db(_terminal, run_id, event)), event.seq)
+                        return
+                    yield _sse(event.event + suffix, event.data, event.seq)
+                if events:
                     idle = 0.0
-                    yield b": heartbeat\n\n"
+                    continue
+                status = await _db(_run_status, run_id)
+                if status is None:
+                    yield _sse("error", _deleted(run_id))
+                    return
+                if status in Run.FINAL_STATUSES and not await _db(_more, run_id, last_id):
+                    yield _sse("end", {"run_id": str(run_id), "status": status})
+                    return
+                if await feed.wait(POLL_S) is None:
+                    idle += POLL_S
+                    if idle >= heartbeat:
+                        idle = 0.0
+                        yield b": heartbeat\n\n"
+    except DatabaseLost:
+        yield _sse("error", _lost(run_id, last_id))
+
+
+async def _events_after(run_id, last_id) -> list[RunEvent]:
+    query = RunEvent.objects.filter(run_id=run_id, seq__gt=last_id).order_by("seq")[:500]
+    return [e async for e in query]
 
 
 async def _more(run_id, last_id) -> bool:
@@ -1012,15 +1069,13 @@ def _last_event_id(request) -> int:
 
 @langgraph_router.post("/threads/{thread_id}/runs/stream", summary="Create a run and stream it")
 async def stream_run(request, thread_id: str, body: RunCreate):
-    thread = await sync_to_async(_thread_for_run)(request, thread_id, body)
-    run = await sync_to_async(_start_run)(request, thread, body)
+    run = await sync_to_async(_create_run)(request, thread_id, body)
     return _sse_response(run, _modes(body.stream_mode), 0, body.stream_subgraphs, True)
 
 
 @langgraph_router.post("/runs/stream", summary="Create a stateless run and stream it")
 async def stream_stateless_run(request, body: RunCreate):
-    thread = await sync_to_async(_stateless_thread)(request, body)
-    run = await sync_to_async(_start_run)(request, thread, body)
+    run = await sync_to_async(_create_run)(request, None, body)
     return _sse_response(run, _modes(body.stream_mode), 0, body.stream_subgraphs, True)
 
 

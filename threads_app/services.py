@@ -11,6 +11,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 
 from core import state
 from core.ids import system_assistant_id
@@ -69,9 +70,22 @@ def sync_system_workflows() -> list[Workflow]:
     return [ensure_system_workflow(graph_id) for graph_id in registry.graph_ids()]
 
 
-def resolve_workflow(ref: Any) -> Workflow:
-    """A Workflow from an instance, its id, or a graph id (LangGraph accepts either)."""
+def visible_workflows(user):
+    """The workflows ``user`` may see and use: their own and the system ones (staff: all)."""
+    if user.is_active and user.is_staff:
+        return Workflow.objects.all()
+    return Workflow.objects.filter(Q(is_system=True) | Q(owner=user))
+
+
+def resolve_workflow(ref: Any, user=None) -> Workflow:
+    """A Workflow from an instance, its id, or a graph id (LangGraph accepts either).
+
+    With ``user`` (the API's callers), another owner's workflow is not found; internal
+    callers (the runtime, the admin) pass no user and see every workflow.
+    """
     if isinstance(ref, Workflow):
+        if user is not None and not visible_workflows(user).filter(pk=ref.pk).exists():
+            raise WorkflowNotFound(f"no workflow {ref.pk}")
         return ref
     text = str(ref)
     try:
@@ -80,7 +94,8 @@ def resolve_workflow(ref: Any) -> Workflow:
         if text in registry.graph_ids():
             return ensure_system_workflow(text)
         raise WorkflowNotFound(f"no workflow or graph {text!r}") from None
-    workflow = Workflow.objects.filter(pk=workflow_id).first()
+    workflows = Workflow.objects.all() if user is None else visible_workflows(user)
+    workflow = workflows.filter(pk=workflow_id).first()
     if workflow is None:
         raise WorkflowNotFound(f"no workflow {workflow_id}")
     return workflow
@@ -376,9 +391,11 @@ def _check_budgets(thread: Thread) -> None:
 
 
 def enqueue(run_id, countdown: float | None = None) -> None:
-    from threads_app.tasks import execute_run
+    """Send the run to a worker. Never raises: with the broker down the committed run
+    stays pending and is sent once the broker is back (threads_app/broker.py)."""
+    from threads_app.broker import send_run
 
-    execute_run.apply_async(args=[str(run_id)], countdown=countdown or None)
+    send_run(run_id, countdown)
 
 
 def cancel_run(run_id, action: str = "interrupt", actor=None) -> Run:

@@ -1,14 +1,20 @@
 """The authorization matrix: every route with no key, a revoked key, another owner's key,
 the owner and staff. Another owner's object is a 404, never a 403 that leaks it."""
 
+import uuid
+
 import pytest
 from django.test import Client
 
 from config.api import api as ninja_api
 from core.apikeys import create_api_key, revoke
+from core.ids import system_assistant_id
 from core.state import update_state
+from history_app.models import StateEvent
+from sessions_app.models import Session
 from tests.factories import make_session, make_thread
 from threads_app import services
+from threads_app.models import Run, Thread, Workflow
 
 # (method, path, body, blocks): blocks = the route waits for a run (not called as staff here).
 ROUTES = [
@@ -62,7 +68,7 @@ ROUTES = [
     ("post", "/threads/{thread}/fork", {"checkpoint_id": "{checkpoint}"}, False),
 ]
 
-OBJECT_PLACEHOLDERS = ("{thread}", "{run}", "{session}")
+OBJECT_PLACEHOLDERS = ("{assistant}", "{thread}", "{run}", "{session}")
 
 
 def test_the_matrix_covers_every_route():
@@ -146,14 +152,6 @@ def test_another_owners_objects_are_not_found(world, method, path, body, blocks)
     assert response.status_code == 404, response.content
 
 
-@pytest.mark.parametrize("method", ["patch", "delete"])
-def test_another_owners_assistant_is_read_only(world, method):
-    keys, ids = world
-    assert _call(keys["bob"], "get", "/assistants/{assistant}", None, ids).status_code == 200
-    response = _call(keys["bob"], method, "/assistants/{assistant}", {"name": "x"}, ids)
-    assert response.status_code == 404
-
-
 def test_collections_show_only_the_callers_objects(world):
     keys, ids = world
     bob_threads = _call(keys["bob"], "post", "/threads/search", {}, ids).json()
@@ -161,6 +159,120 @@ def test_collections_show_only_the_callers_objects(world):
     bob_sessions = _call(keys["bob"], "get", "/sessions", None, ids).json()["items"]
     assert ids["{session}"] not in [s["session_id"] for s in bob_sessions]
     assert _call(keys["bob"], "post", "/threads/count", {}, ids).json() == 0
+
+
+def test_another_owners_assistant_is_neither_listed_nor_counted(world):
+    keys, ids = world
+    for who, listed in (("bob", False), ("alice", True), ("staff", True)):
+        found = _call(keys[who], "post", "/assistants/search", {"limit": 100}, ids).json()
+        assert (ids["{assistant}"] in [a["assistant_id"] for a in found]) is listed, who
+        # The system assistants of the registered graphs are everyone's.
+        assert str(system_assistant_id("pipeline")) in [a["assistant_id"] for a in found]
+        count = _call(keys[who], "post", "/assistants/count", {"graph_id": "pipeline"}, ids)
+        assert count.json() == (2 if listed else 1), who
+
+
+def test_a_system_assistant_is_visible_to_everyone(world):
+    keys, ids = world
+    system = system_assistant_id("pipeline")
+    for who in ("alice", "bob", "staff"):
+        response = _call(keys[who], "get", f"/assistants/{system}", None, ids)
+        assert response.status_code == 200, who
+        assert (
+            _call(keys[who], "get", f"/assistants/{system}/schemas", None, ids).status_code == 200
+        )
+
+
+# Every way of starting a run (or a thread bound to an assistant) with another owner's
+# assistant: on the caller's own thread, stateless, and creating the thread on the way.
+RUNS_WITH_ASSISTANT = [
+    ("post", "/threads/{own_thread}/runs"),
+    ("post", "/threads/{own_thread}/runs/wait"),
+    ("post", "/threads/{own_thread}/runs/stream"),
+    ("post", "/threads/{new_thread}/runs"),
+    ("post", "/threads/{new_thread}/runs/wait"),
+    ("post", "/threads/{new_thread}/runs/stream"),
+    ("post", "/runs"),
+    ("post", "/runs/wait"),
+    ("post", "/runs/stream"),
+]
+
+
+@pytest.mark.parametrize(
+    "method,path", RUNS_WITH_ASSISTANT, ids=[p for _, p in RUNS_WITH_ASSISTANT]
+)
+def test_another_owners_assistant_cannot_run(world, bob, method, path):
+    keys, ids = world
+    own = make_thread(make_session(bob))
+    ids = ids | {"{own_thread}": str(own.pk), "{new_thread}": str(uuid.uuid4())}
+    body = {"assistant_id": ids["{assistant}"], "input": {"steps": 1}, "if_not_exists": "create"}
+    before = _counts()
+
+    response = _call(keys["bob"], method, path, body, ids)
+
+    assert response.status_code == 404, response.content
+    assert response.json() == {"detail": f"Assistant {ids['{assistant}']} not found"}
+    assert _counts() == before
+
+
+def test_a_thread_cannot_be_bound_to_another_owners_assistant(world):
+    keys, ids = world
+    body = {"metadata": {"assistant_id": ids["{assistant}"]}}
+
+    created = _call(keys["bob"], "post", "/threads", body, ids)
+
+    assert created.status_code == 200, created.content
+    thread = Thread.objects.get(pk=created.json()["thread_id"])
+    assert thread.workflow_id is None
+    assert created.json()["metadata"].get("graph_id") is None
+
+
+@pytest.mark.parametrize(
+    "path,body",
+    [
+        ("/threads", {"thread_id": "{thread}"}),
+        ("/threads", {"thread_id": "{thread}", "if_exists": "do_nothing"}),
+        ("/assistants", {"graph_id": "pipeline", "assistant_id": "{assistant}"}),
+        (
+            "/assistants",
+            {"graph_id": "pipeline", "assistant_id": "{assistant}", "if_exists": "do_nothing"},
+        ),
+    ],
+    ids=["thread", "thread do_nothing", "assistant", "assistant do_nothing"],
+)
+def test_creating_with_another_owners_id_answers_like_an_unknown_object(world, path, body):
+    """No "already exists": the answer is the 404 a GET of an unknown id gives."""
+    keys, ids = world
+    before = _counts()
+
+    response = _call(keys["bob"], "post", path, body, ids)
+
+    kind, key = ("Thread", "{thread}") if path == "/threads" else ("Assistant", "{assistant}")
+    unknown = str(uuid.uuid4())
+    assert response.status_code == 404, response.content
+    assert response.json() == {"detail": f"{kind} {ids[key]} not found"}
+    lookup = _call(keys["bob"], "get", f"/{kind.lower()}s/{unknown}", None, ids)
+    assert lookup.json() == {"detail": f"{kind} {unknown} not found"}
+    assert _counts() == before
+
+
+def test_creating_with_ones_own_existing_id_still_conflicts(world):
+    keys, ids = world
+    thread = _call(keys["alice"], "post", "/threads", {"thread_id": ids["{thread}"]}, ids)
+    assert thread.status_code == 409
+    assert "already exists" in thread.json()["detail"]
+    body = {"graph_id": "pipeline", "assistant_id": ids["{assistant}"]}
+    assert _call(keys["alice"], "post", "/assistants", body, ids).status_code == 409
+
+
+def _counts():
+    return (
+        Session.objects.count(),
+        Thread.objects.count(),
+        Run.objects.count(),
+        Workflow.objects.count(),
+        StateEvent.objects.count(),
+    )
 
 
 @pytest.mark.parametrize(
