@@ -19,8 +19,8 @@ def setup(backend: str, redis: bool = False) -> None:
     production; otherwise the in-memory transports.
     """
     sys.path.insert(0, str(ROOT))
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-    os.environ.setdefault("STATEHOUSE_TESTING", "1")  # a generated local secret key
+    # The test settings: a secret key generated for the run, as in the test suite.
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.test_settings")
     os.environ.setdefault("LOG_LEVEL", "WARNING")
     if redis:
         os.environ["REDIS_URL"] = os.environ.get("BENCH_REDIS_URL", DEFAULT_REDIS)

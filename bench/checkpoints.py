@@ -49,8 +49,7 @@ def main() -> None:
     VAR.mkdir(parents=True, exist_ok=True)
     base = {
         **os.environ,
-        "DJANGO_SETTINGS_MODULE": "config.settings",
-        "STATEHOUSE_TESTING": "1",
+        "DJANGO_SETTINGS_MODULE": "config.test_settings",
         "STATEHOUSE_VAR_DIR": str(VAR),
         "LOG_LEVEL": "WARNING",
     }

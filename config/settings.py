@@ -4,6 +4,7 @@ Embedded mode (the default) needs nothing set: SQLite in ``var/``, the in-memory
 broker and channel layer. Production sets ``DATABASE_URL`` (PostgreSQL) and ``REDIS_URL``.
 """
 
+import os
 import secrets
 from pathlib import Path
 
@@ -17,21 +18,27 @@ VAR_DIR = Path(env_str("STATEHOUSE_VAR_DIR", str(BASE_DIR / "var")))
 VAR_DIR.mkdir(parents=True, exist_ok=True)
 
 DEBUG = env_bool("DEBUG", False)
-TESTING = env_bool("STATEHOUSE_TESTING", False)
 
 
 def _local_secret_key() -> str:
-    """A key generated once into var/ for local development and tests."""
+    """A key generated once into var/ for local development.
+
+    The file is created readable by its owner only (never chmod-ed after the key is in
+    it); when two processes start at once, the one that did not create it reads it.
+    """
     path = VAR_DIR / "secret_key"
-    if not path.exists():
-        path.write_text(secrets.token_urlsafe(50))
-        path.chmod(0o600)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as file:
+        file.write(secrets.token_urlsafe(50))
     return path.read_text().strip()
 
 
 SECRET_KEY = env_str("SECRET_KEY")
 if not SECRET_KEY:
-    if not (DEBUG or TESTING):
+    if not DEBUG:
         raise ImproperlyConfigured(
             "SECRET_KEY must be set when DEBUG is off (set DEBUG=1 for local development)."
         )
@@ -129,10 +136,6 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 
-if TESTING:
-    # Fast hashing for the many users tests create; never used outside tests.
-    PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
 LOGIN_URL = "admin:login"
 
 LANGUAGE_CODE = "en-us"
@@ -144,8 +147,8 @@ STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
 STATIC_ROOT.mkdir(exist_ok=True)
 STATICFILES_DIRS = [BASE_DIR / "static"] if (BASE_DIR / "static").is_dir() else []
-# Serve straight from the app folders in development and tests (no collectstatic needed).
-WHITENOISE_USE_FINDERS = DEBUG or TESTING
+# Serve straight from the app folders in development (no collectstatic needed).
+WHITENOISE_USE_FINDERS = DEBUG
 
 # --- Redis, Celery, Channels -----------------------------------------------------------
 

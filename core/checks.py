@@ -1,7 +1,16 @@
-"""System checks: warn when embedded-only transports are used in production."""
+"""System checks: warn when embedded-only transports are used in production, and refuse
+the test suite's shortcuts in a deployment."""
 
 from django.conf import settings
-from django.core.checks import Warning, register
+from django.core.checks import Error, Tags, Warning, register
+
+# Hashers fast enough to guess passwords with: only the test settings use one.
+FAST_HASHERS = (
+    "django.contrib.auth.hashers.MD5PasswordHasher",
+    "django.contrib.auth.hashers.UnsaltedMD5PasswordHasher",
+    "django.contrib.auth.hashers.UnsaltedSHA1PasswordHasher",
+    "django.contrib.auth.hashers.SHA1PasswordHasher",
+)
 
 
 @register()
@@ -27,3 +36,18 @@ def embedded_transports_in_production(app_configs, **kwargs):
             )
         )
     return warnings
+
+
+@register(Tags.security, deploy=True)
+def fast_password_hashing(app_configs, **kwargs):
+    """``check --deploy`` fails when new passwords would be stored with a fast hash."""
+    if settings.PASSWORD_HASHERS and settings.PASSWORD_HASHERS[0] in FAST_HASHERS:
+        return [
+            Error(
+                f"Passwords are hashed with {settings.PASSWORD_HASHERS[0].rsplit('.', 1)[-1]}.",
+                hint="That is the test suite's setting (config.test_settings): deploy with "
+                "DJANGO_SETTINGS_MODULE=config.settings.",
+                id="statehouse.E001",
+            )
+        ]
+    return []

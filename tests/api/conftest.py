@@ -80,7 +80,9 @@ def live_api(tmp_path_factory):
             PYTHONUNBUFFERED="1",
         )
     else:
-        environ = embedded_env(var_dir, STATEHOUSE_SSE_HEARTBEAT_S="1", STATEHOUSE_TESTING="1")
+        environ = embedded_env(
+            var_dir, STATEHOUSE_SSE_HEARTBEAT_S="1", DJANGO_SETTINGS_MODULE="config.test_settings"
+        )
     manage(environ, "migrate", "--noinput")
     output = manage(environ, "shell", "-c", SETUP_USERS).stdout
     keys = json.loads(output.split("KEYS=", 1)[1].strip())

@@ -116,7 +116,7 @@ def site(tmp_path_factory, chromium_path):
             PYTHONUNBUFFERED="1",
         )
     else:
-        environ = embedded_env(var_dir, STATEHOUSE_TESTING="1")
+        environ = embedded_env(var_dir, DJANGO_SETTINGS_MODULE="config.test_settings")
     manage(environ, "migrate", "--noinput")
     manage(environ, "shell", "-c", SETUP)
     api_key = manage(environ, "create_api_key", OPERATOR).stdout.strip().splitlines()[-1]

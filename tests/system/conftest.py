@@ -23,7 +23,14 @@ def embedded_env(var_dir: Path, **extra) -> dict:
     environ = {
         k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY")
     }
-    environ.update(STATEHOUSE_VAR_DIR=str(var_dir), DEBUG="1", PYTHONUNBUFFERED="1", **extra)
+    # The product's own settings (DEBUG on: a key file in var_dir), not the test suite's.
+    environ.update(
+        STATEHOUSE_VAR_DIR=str(var_dir),
+        DEBUG="1",
+        PYTHONUNBUFFERED="1",
+        DJANGO_SETTINGS_MODULE="config.settings",
+    )
+    environ.update(extra)
     return environ
 
 
