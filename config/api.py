@@ -1,9 +1,11 @@
 """The JSON API at /api/: Statehouse's own resources and the LangGraph Server surface.
 
-Errors are ``{"detail": ...}`` with 400/401/404/409/413/422/429; authorization hides
+Errors are ``{"detail": ...}`` with 400/401/404/409/413/422/429/503; authorization hides
 other owners' objects behind 404.
 """
 
+import kombu.exceptions
+import redis
 from django.conf import settings
 from django.contrib.admin.views.decorators import staff_member_required
 from django.core.exceptions import RequestDataTooBig
@@ -15,7 +17,7 @@ from ninja.errors import AuthenticationError
 from core.api_auth import API_AUTH
 from core.metadata import InvalidJSON
 from core.state import EntityNotFound, InvalidState, StateConflict
-from core.throttling import UserRateThrottle
+from core.throttling import FailedAuthLimit, UserRateThrottle
 from history_app.budgets import BudgetExceeded
 from threads_app import services as runs
 
@@ -31,6 +33,7 @@ api = NinjaAPI(
     docs_decorator=staff_member_required,
     urls_namespace="api",
 )
+failed_auth_limit = FailedAuthLimit(settings.STATEHOUSE_API_FAILED_AUTH_RATE)
 
 
 def _detail(request, message, status):
@@ -44,7 +47,20 @@ def unauthorized(request, exc):
         message = "Authentication required: the API key is unknown or revoked"
     else:
         message = "Authentication required: an API key (X-Api-Key) or a login"
+    if not failed_auth_limit.allow_request(request):
+        response = _detail(request, "Too many requests that failed authentication", 429)
+        response["Retry-After"] = str(max(int(failed_auth_limit.wait()), 1))
+        return response
     return _detail(request, message, 401)
+
+
+@api.exception_handler(redis.ConnectionError)
+@api.exception_handler(redis.TimeoutError)
+@api.exception_handler(kombu.exceptions.OperationalError)
+def redis_unavailable(request, exc):
+    """What needs Redis (the broker, the channel layer) when it cannot be reached."""
+    message = "Service unavailable: Redis (the broker, the channel layer) is unreachable"
+    return _detail(request, message, 503)
 
 
 @api.exception_handler(Http404)

@@ -203,12 +203,19 @@ STATEHOUSE_RUN_MAX_ATTEMPTS = env_int("STATEHOUSE_RUN_MAX_ATTEMPTS", 3)
 STATEHOUSE_RUN_TIMEOUT_S = env_float("STATEHOUSE_RUN_TIMEOUT_S", 3600.0)
 # A pending run nobody picked up for this long is enqueued again (a lost message).
 STATEHOUSE_PENDING_RESEND_S = env_float("STATEHOUSE_PENDING_RESEND_S", 60.0)
+# How often each worker looks at a Redis broker: once it is back from an outage or a
+# restart (queued messages lost), every pending run is sent again (threads_app/broker.py).
+STATEHOUSE_BROKER_WATCH_S = env_float("STATEHOUSE_BROKER_WATCH_S", 1.0)
 # Run event logs (for stream replay) older than this are deleted by the sweeper.
 STATEHOUSE_RUN_EVENTS_KEEP_DAYS = env_int("STATEHOUSE_RUN_EVENTS_KEEP_DAYS", 14)
 CELERY_TASK_DEFAULT_QUEUE = env_str("STATEHOUSE_QUEUE", "statehouse")
 
 # The JSON API: requests per user (or key owner), and the largest request body.
 STATEHOUSE_API_RATE = env_str("STATEHOUSE_API_RATE", "6000/m")
+# Requests that fail authentication (no key, a wrong or revoked one), per client address.
+STATEHOUSE_API_FAILED_AUTH_RATE = env_str("STATEHOUSE_API_FAILED_AUTH_RATE", "300/m")
+# Proxies (addresses or networks) whose X-Forwarded-For names the client; none: ignore it.
+STATEHOUSE_TRUSTED_PROXIES = env_list("STATEHOUSE_TRUSTED_PROXIES", [])
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("STATEHOUSE_MAX_REQUEST_BYTES", 2 * 1024 * 1024)
 STATEHOUSE_API_MAX_LIMIT = 1000
 STATEHOUSE_SSE_HEARTBEAT_S = env_float("STATEHOUSE_SSE_HEARTBEAT_S", 10.0)

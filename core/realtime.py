@@ -1,8 +1,8 @@
 """Live pushes to Channels groups.
 
 ``push()`` never blocks the caller and never raises: a push is a side effect that may be
-lost (a page reconnecting re-reads the state). Pushes are queued and sent in order by one
-task on an event loop:
+lost (a page reconnecting re-reads the state; with Redis down pushes are dropped). Pushes
+are queued and sent in order by one task on an event loop:
 
 * the ASGI server's loop when one is registered (embedded mode: the in-memory channel
   layer only delivers to consumers on that loop, so worker threads must hand their pushes
@@ -14,11 +14,18 @@ task on an event loop:
 import asyncio
 import logging
 import threading
+import time
 from typing import Any
 
 from channels.layers import get_channel_layer
 
+from core.outages import OutageLog
+
 logger = logging.getLogger(__name__)
+# With the channel layer failing (Redis down), pushes are dropped (logged once a minute):
+# the event log in the database is the truth, and pages re-read it when they reconnect.
+_outage = OutageLog(logger, "live pushes dropped: the channel layer failed")
+RETRY_AFTER_S = 1.0
 
 _lock = threading.Lock()
 _server_loop: asyncio.AbstractEventLoop | None = None
@@ -55,14 +62,18 @@ class _Sender:
 
     async def _run(self) -> None:
         layer = get_channel_layer()
+        skip_until = 0.0
         while True:
             groups, message = await self.queue.get()
             try:
-                if layer is not None:
+                if layer is not None and time.monotonic() >= skip_until:
                     for group in groups:
                         await layer.group_send(group, message)
-            except Exception:
-                logger.exception("live push to %s failed", groups)
+                    _outage.recovered()
+            except Exception as exc:
+                # Redis down: drop this push and those of the next second without trying.
+                skip_until = time.monotonic() + RETRY_AFTER_S
+                _outage.failed(exc)
             finally:
                 with _lock:
                     self.pending -= 1

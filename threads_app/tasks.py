@@ -3,7 +3,7 @@
 from celery import shared_task
 from celery.signals import worker_ready, worker_shutdown
 
-from threads_app import runtime
+from threads_app import broker, runtime
 
 _sweeper: runtime.Sweeper | None = None
 
@@ -25,9 +25,11 @@ def start_sweeper(**kwargs) -> None:
     if _sweeper is None or not _sweeper.is_alive():
         _sweeper = runtime.Sweeper()
         _sweeper.start()
+    broker.start_watch()
 
 
 @worker_shutdown.connect(dispatch_uid="threads_app.stop_sweeper")
 def stop_sweeper(**kwargs) -> None:
     if _sweeper is not None:
         _sweeper.stop()
+    broker.stop_watch()

@@ -8,7 +8,6 @@ message does: the sweeper resends a pending run nobody picked up.
 
 import os
 import signal
-import subprocess
 import time
 import uuid
 from unittest import mock
@@ -19,6 +18,7 @@ from django.db import connection
 
 from history_app.models import StateEvent
 from tests.factories import make_session
+from tests.system.private_redis import PrivateRedis, running_redis
 from tests.workers import WorkerProcess, worker_env
 from threads_app import services
 from threads_app.models import RunEvent
@@ -34,62 +34,10 @@ def production(on_postgres):
         pytest.skip("needs REDIS_URL (production mode)")
 
 
-class PrivateRedis:
-    """A Redis server for one test, on a port of its own, that a test may restart."""
-
-    def __init__(self, port: int, folder):
-        self.port = port
-        self.folder = folder
-        self.url = f"redis://127.0.0.1:{port}/0"
-        self.process = None
-
-    def start(self):
-        self.process = subprocess.Popen(
-            [
-                "redis-server",
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.folder),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            ping = subprocess.run(
-                ["redis-cli", "-h", "127.0.0.1", "-p", str(self.port), "ping"],
-                capture_output=True,
-            )
-            if b"PONG" in ping.stdout:
-                return self
-            time.sleep(0.1)
-        raise AssertionError("redis did not start")
-
-    def stop(self):
-        if self.process and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(10)
-
-    def restart(self):
-        self.stop()
-        time.sleep(0.5)
-        self.start()
-
-
 @pytest.fixture
 def private_redis(tmp_path):
-    from tests.system.conftest import free_port
-
-    redis = PrivateRedis(free_port(), tmp_path).start()
-    yield redis
-    redis.stop()
+    with running_redis(tmp_path) as redis:
+        yield redis
 
 
 def crash_env(redis: PrivateRedis):
