@@ -19,3 +19,6 @@ urlpatterns = [
     # /usage/ (dashboard, CSV), /metrics, /healthz
     path("", include("history_app.urls")),
 ]
+
+# A form over the request size limit: a 413 page saying so, not a bare 400.
+handler400 = "core.admin.bad_request"

@@ -4,11 +4,15 @@ import json
 from functools import cached_property
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
+from django.core.exceptions import RequestDataTooBig
 from django.core.paginator import Paginator
-from django.db import connections
+from django.db import connections, models
+from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html
+from django.views import defaults
 
 from core import state
 from core.ids import short_id
@@ -90,8 +94,31 @@ class ReadOnlyAdmin(LargeTableAdmin):
         return False
 
 
+def object_json_fields(model) -> list[str]:
+    """The model's JSON fields that hold an object: those whose default is ``dict``
+    (metadata, config, context...), as the API requires of them."""
+    return [
+        field.name
+        for field in model._meta.concrete_fields
+        if isinstance(field, models.JSONField) and field.default is dict
+    ]
+
+
+def _kind(value) -> str:
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, str):  # forms.JSONField gives a str subclass
+        return "a string"
+    if isinstance(value, bool):
+        return "true or false"
+    return "a number"
+
+
 class StatefulAdminForm(forms.ModelForm):
-    """Carries the version the editor saw, so a save over someone else's change is refused."""
+    """Carries the version the editor saw, so a save over someone else's change is refused.
+
+    JSON fields that hold an object take only an object (blank: ``{}``), as in the API.
+    """
 
     expected_version = forms.IntegerField(widget=forms.HiddenInput, required=False)
 
@@ -99,6 +126,20 @@ class StatefulAdminForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         if self.instance.pk and not self.is_bound:
             self.fields["expected_version"].initial = self.instance.version
+
+    def clean(self):
+        data = super().clean()
+        for name in object_json_fields(self._meta.model):
+            if name not in data:
+                continue
+            value = {} if data[name] is None else data[name]
+            if not isinstance(value, dict):
+                self.add_error(
+                    name, f'Enter a JSON object such as {{"key": "value"}}, not {_kind(value)}.'
+                )
+                continue
+            data[name] = value
+        return data
 
 
 class StatefulAdmin(LargeTableAdmin):
@@ -162,3 +203,20 @@ class StatefulAdmin(LargeTableAdmin):
     @admin.display(description="id")
     def short(self, obj):
         return short_id(obj.pk)
+
+
+def bad_request(request, exception):
+    """handler400: a form larger than DATA_UPLOAD_MAX_MEMORY_SIZE is answered 413 with a
+    page saying so (nothing was saved); any other bad request as Django does."""
+    if isinstance(exception, RequestDataTooBig):
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        context = {
+            **admin.site.each_context(request),
+            "title": "Request too large",
+            "limit_bytes": limit,
+            "limit_mb": f"{limit / (1024 * 1024):g}",
+        }
+        return TemplateResponse(
+            request, "admin/statehouse/request_too_big.html", context, status=413
+        ).render()
+    return defaults.bad_request(request, exception)

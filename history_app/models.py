@@ -1,6 +1,7 @@
 from decimal import Decimal
 
 from django.conf import settings
+from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Q
 
@@ -285,6 +286,10 @@ class DailySessionUsage(models.Model):
         return f"{self.day} {self.session_id}"
 
 
+# A price below zero would make every cost priced with it negative.
+NOT_NEGATIVE = [MinValueValidator(ZERO, "A price cannot be negative.")]
+
+
 class ModelPrice(models.Model):
     """A price override (US dollars per million tokens); it wins over genai-prices.
 
@@ -301,10 +306,18 @@ class ModelPrice(models.Model):
         max_length=200, help_text="Exact model name, or a pattern such as gpt-4o* or claude-?-*."
     )
     input_per_mtok = models.DecimalField(
-        "input $/Mtok", max_digits=14, decimal_places=6, help_text="Uncached input tokens."
+        "input $/Mtok",
+        max_digits=14,
+        decimal_places=6,
+        help_text="Uncached input tokens.",
+        validators=NOT_NEGATIVE,
     )
     output_per_mtok = models.DecimalField(
-        "output $/Mtok", max_digits=14, decimal_places=6, help_text="Output, reasoning included."
+        "output $/Mtok",
+        max_digits=14,
+        decimal_places=6,
+        help_text="Output, reasoning included.",
+        validators=NOT_NEGATIVE,
     )
     cache_read_per_mtok = models.DecimalField(
         "cache read $/Mtok",
@@ -313,6 +326,7 @@ class ModelPrice(models.Model):
         null=True,
         blank=True,
         help_text="Blank: the input price.",
+        validators=NOT_NEGATIVE,
     )
     cache_write_per_mtok = models.DecimalField(
         "cache write $/Mtok",
@@ -321,6 +335,7 @@ class ModelPrice(models.Model):
         null=True,
         blank=True,
         help_text="Blank: the input price.",
+        validators=NOT_NEGATIVE,
     )
     valid_from = models.DateTimeField(null=True, blank=True, help_text="Blank: always.")
     valid_to = models.DateTimeField(null=True, blank=True, help_text="Blank: open-ended.")

@@ -199,6 +199,14 @@ class ThreadAdmin(StatefulAdmin):
 
 @admin.register(Run)
 class RunAdmin(StatefulAdmin):
+    """Runs are shown and acted on here, never made or moved by hand.
+
+    A run is started by ``services.create_run`` (the API, the thread's resume page, the
+    retry action), which also enqueues it; one added or edited here would be pending
+    forever and block its thread. So there is no add page and every field is read-only;
+    the actions go through the services.
+    """
+
     actions = ("cancel_runs", "rollback_runs", "retry_runs")
 
     list_display = (
@@ -248,6 +256,12 @@ class RunAdmin(StatefulAdmin):
         ),
         ("History", {"fields": ("created_at", "updated_at", "events")}),
     )
+
+    def has_add_permission(self, request):
+        return False
+
+    def get_readonly_fields(self, request, obj=None):
+        return [name for _, options in self.fieldsets for name in options["fields"]]
 
     @admin.display(description="thread", ordering="thread__created_at")
     def thread_link(self, obj):
