@@ -104,12 +104,12 @@ class ThreadAdmin(StatefulAdmin):
         ("Usage", {"fields": ("usage", "links")}),
     )
 
-    @admin.display(description="session", ordering="session__created_at")
     def delete_model(self, request, obj):
         # The thread is locked first (the lock order of claims and cancels), and a run
         # it has going stops at its next step; its checkpoints go with it.
         services.delete_thread(obj.pk, actor=request.user)
 
+    @admin.display(description="session", ordering="session__created_at")
     def session_link(self, obj):
         return admin_link(obj.session)
 

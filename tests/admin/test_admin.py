@@ -214,3 +214,14 @@ def test_deleting_a_thread_in_the_admin_deletes_its_checkpoints(client, staff, d
     assert not Thread.objects.filter(pk=thread.pk).exists()
     assert not Checkpoint.objects.filter(thread_id=str(thread.pk)).exists()
     assert StateEvent.objects.filter(entity_id=str(thread.pk), kind="deleted").exists()
+
+
+def test_the_thread_list_heads_its_session_column_and_sorts_by_it(client, staff, data):
+    from django.contrib.admin.templatetags.admin_list import result_headers
+
+    client.force_login(staff)
+
+    response = client.get(_url(Thread, "changelist"))
+
+    headers = {h["text"]: h for h in result_headers(response.context["cl"])}
+    assert headers["session"]["sortable"] is True
