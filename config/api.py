@@ -12,9 +12,10 @@ from django.core.exceptions import RequestDataTooBig
 from django.db import DataError
 from django.http import Http404
 from ninja import NinjaAPI
-from ninja.errors import AuthenticationError
+from ninja.errors import AuthenticationError, HttpError
 
 from core.api_auth import API_AUTH
+from core.json_body import DepthCheckedParser, JSONTooDeep
 from core.metadata import InvalidJSON
 from core.state import EntityNotFound, InvalidState, StateConflict
 from core.throttling import FailedAuthLimit, UserRateThrottle
@@ -32,12 +33,27 @@ api = NinjaAPI(
     throttle=[UserRateThrottle(settings.STATEHOUSE_API_RATE)],
     docs_decorator=staff_member_required,
     urls_namespace="api",
+    parser=DepthCheckedParser(),
 )
 failed_auth_limit = FailedAuthLimit(settings.STATEHOUSE_API_FAILED_AUTH_RATE)
 
 
 def _detail(request, message, status):
     return api.create_response(request, {"detail": message}, status=status)
+
+
+@api.exception_handler(HttpError)
+def http_error(request, exc):
+    """ninja's own answer, but a body refused as nested too deep is a 422 saying so
+    (ninja turns every parser error into a 400 "Cannot parse request body")."""
+    if isinstance(exc.__cause__, JSONTooDeep):
+        return _detail(request, str(exc.__cause__), 422)
+    return _detail(request, str(exc), exc.status_code)
+
+
+def unknown_path(request, *args, **kwargs):
+    """Any path under /api/ that no route matches (config/urls.py): a JSON 404 too."""
+    return _detail(request, "Not Found", 404)
 
 
 @api.exception_handler(AuthenticationError)

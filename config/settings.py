@@ -243,6 +243,8 @@ STATEHOUSE_TEMPORARY_THREAD_TTL_S = env_float("STATEHOUSE_TEMPORARY_THREAD_TTL_S
 
 # Largest JSON state (of one entity) the state manager accepts.
 STATEHOUSE_MAX_STATE_BYTES = env_int("STATEHOUSE_MAX_STATE_BYTES", 1024 * 1024)
+# Deepest nesting of a JSON value in a request (metadata, input, config...), refused past it.
+STATEHOUSE_MAX_JSON_DEPTH = env_int("STATEHOUSE_MAX_JSON_DEPTH", 100)
 
 # Checkpoint retention (manage.py prune_checkpoints): keep the newest N checkpoints of each
 # thread namespace, delete those older than D days; 0 = unlimited. A namespace's latest

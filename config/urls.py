@@ -1,8 +1,8 @@
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 from django.views.generic import RedirectView
 
-from config.api import api
+from config.api import api, unknown_path
 
 admin.site.site_header = "Statehouse"
 admin.site.site_title = "Statehouse"
@@ -14,6 +14,7 @@ urlpatterns = [
     path("", RedirectView.as_view(pattern_name="admin:index", permanent=False)),
     path("admin/", admin.site.urls),
     path("api/", api.urls),
+    re_path(r"^api/", unknown_path),  # a JSON 404, not Django's HTML page
     # /status/: live status pages (dashboard, sessions, threads)
     path("status/", include("config.status_urls")),
     # /usage/ (dashboard, CSV), /metrics, /healthz

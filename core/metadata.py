@@ -4,6 +4,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 
 
@@ -36,6 +37,29 @@ def json_size(value: Any) -> int:
     return len(to_json(value).encode())
 
 
+def check_depth(value: Any, name: str, limit: int | None = None) -> None:
+    """Raise InvalidJSON if ``value`` nests objects or arrays more than ``limit`` levels
+    deep (default: STATEHOUSE_MAX_JSON_DEPTH); ``{}`` is one level. Iterative, so a value
+    of any depth is checked without a RecursionError."""
+    if limit is None:
+        limit = settings.STATEHOUSE_MAX_JSON_DEPTH
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, Mapping):
+            children = item.values()
+        elif isinstance(item, list | tuple):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            raise InvalidJSON(
+                f"{name} is nested more than {limit} levels deep "
+                f"(STATEHOUSE_MAX_JSON_DEPTH is {limit})"
+            )
+        stack.extend((child, depth + 1) for child in children)
+
+
 def strip_nul(value: Any) -> Any:
     """Remove NUL characters from every string in a JSON value (PostgreSQL refuses them)."""
     if isinstance(value, str):
@@ -50,7 +74,8 @@ def strip_nul(value: Any) -> Any:
 def normalize_metadata(value: Any) -> dict[str, Any]:
     """Metadata as a plain JSON object with string keys: None becomes {}.
 
-    Raises InvalidJSON for anything that is not a mapping or not JSON-serializable.
+    Raises InvalidJSON for anything that is not a mapping, not JSON-serializable or
+    nested too deep.
     """
     if value is None:
         return {}
@@ -59,5 +84,6 @@ def normalize_metadata(value: Any) -> dict[str, Any]:
     for key in value:
         if not isinstance(key, str):
             raise InvalidJSON(f"metadata keys must be strings, got {key!r}")
+    check_depth(value, "metadata")
     normalized = strip_nul(dict(value))
     return json.loads(to_json(normalized))

@@ -479,7 +479,12 @@ def _threads(request, body):
     metadata = dict(body.metadata or {})
     session_id = metadata.pop("session_id", None)
     if session_id:
-        threads = threads.filter(session_id=session_id)
+        try:
+            threads = threads.filter(session_id=uuid.UUID(session_id))
+        except (ValueError, TypeError, AttributeError):
+            raise HttpError(
+                422, f"metadata.session_id must be a session id (a UUID), got {session_id!r:.80}"
+            ) from None
     threads = _json_contains(threads, "metadata", metadata)
     return _json_contains(threads, "values", body.values)
 
@@ -575,18 +580,23 @@ def thread_state(request, thread_id: str, subgraphs: bool = False):
     return graph_state.current(get_thread(request, thread_id), subgraphs=subgraphs)
 
 
+def _state_at(thread: Thread, checkpoint, subgraphs: bool) -> Json:
+    try:
+        return graph_state.current(thread, checkpoint=checkpoint, subgraphs=subgraphs)
+    except graph_state.CheckpointNotFound as exc:
+        raise HttpError(404, str(exc)) from None
+
+
 @langgraph_router.post("/threads/{thread_id}/state/checkpoint", summary="State at a checkpoint")
 def thread_state_at_post(request, thread_id: str, body: StateAtCheckpoint):
     thread = get_thread(request, thread_id)
-    return graph_state.current(thread, checkpoint=body.checkpoint, subgraphs=body.subgraphs)
+    return _state_at(thread, body.checkpoint, body.subgraphs)
 
 
 @langgraph_router.get("/threads/{thread_id}/state/{checkpoint_id}", summary="State at a checkpoint")
 def thread_state_at(request, thread_id: str, checkpoint_id: str, subgraphs: bool = False):
     thread = get_thread(request, thread_id)
-    return graph_state.current(
-        thread, checkpoint={"checkpoint_id": checkpoint_id}, subgraphs=subgraphs
-    )
+    return _state_at(thread, {"checkpoint_id": checkpoint_id}, subgraphs)
 
 
 @langgraph_router.post("/threads/{thread_id}/state", summary="Update the thread's state")

@@ -1,6 +1,7 @@
 """A thread's graph state through DjangoSaver, in the LangGraph API's shapes."""
 
 import re
+import uuid
 from typing import Any
 
 from langgraph.errors import InvalidUpdateError
@@ -119,18 +120,43 @@ def _empty(thread: Thread) -> dict:
     }
 
 
+class CheckpointNotFound(LookupError):
+    """The thread has no checkpoint with the id asked for."""
+
+
 def current(thread: Thread, checkpoint=None, subgraphs: bool = False) -> dict:
+    """The thread's state now, or at ``checkpoint`` (CheckpointNotFound if it has none)."""
+    config = _config(thread, checkpoint)
+    checkpoint_id = config["configurable"].get("checkpoint_id")
+    if checkpoint_id and _saver().get_tuple(config) is None:
+        raise CheckpointNotFound(f"Thread {thread.pk} has no checkpoint {checkpoint_id}")
     graph = _graph(thread)
     if graph is None:
         return _empty(thread)
-    return snapshot_out(graph.get_state(_config(thread, checkpoint), subgraphs=subgraphs))
+    return snapshot_out(graph.get_state(config, subgraphs=subgraphs))
+
+
+def _before(thread: Thread, before) -> dict | None:
+    """The ``before`` of a history request as a config; its id must be a checkpoint id
+    (LangGraph's are UUIDs), or the answer would be a history cut at an arbitrary string."""
+    if not before:
+        return None
+    inner = before.get("configurable", before) if isinstance(before, dict) else before
+    raw = inner.get("checkpoint_id") if isinstance(inner, dict) else inner
+    try:
+        checkpoint_id = str(uuid.UUID(raw))
+    except (ValueError, TypeError, AttributeError):
+        raise state.InvalidState(
+            f"before must be a checkpoint id (a UUID), got {raw!r:.80}"
+        ) from None
+    return _config(thread, checkpoint_id)
 
 
 def history(thread: Thread, limit=10, before=None, metadata=None, checkpoint=None) -> list[dict]:
+    before_config = _before(thread, before)
     graph = _graph(thread)
     if graph is None:
         return []
-    before_config = _config(thread, before) if before else None
     snapshots = graph.get_state_history(
         _config(thread, checkpoint), filter=metadata or None, before=before_config, limit=limit
     )
