@@ -256,6 +256,21 @@ def test_creating_with_another_owners_id_answers_like_an_unknown_object(world, p
     assert _counts() == before
 
 
+@pytest.mark.parametrize("route", ["/runs", "/runs/wait", "/runs/stream"])
+def test_a_run_creating_a_thread_with_another_owners_id_answers_like_an_unknown_thread(
+    world, route
+):
+    keys, ids = world
+    body = {"assistant_id": "pipeline", "input": {"steps": 1}, "if_not_exists": "create"}
+    before = _counts()
+
+    response = _call(keys["bob"], "post", "/threads/{thread}" + route, body, ids)
+
+    assert response.status_code == 404, response.content
+    assert response.json() == {"detail": f"Thread {ids['{thread}']} not found"}
+    assert _counts() == before
+
+
 def test_creating_with_ones_own_existing_id_still_conflicts(world):
     keys, ids = world
     thread = _call(keys["alice"], "post", "/threads", {"thread_id": ids["{thread}"]}, ids)
