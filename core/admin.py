@@ -9,6 +9,7 @@ from django.contrib import admin, messages
 from django.core.exceptions import RequestDataTooBig
 from django.core.paginator import Paginator
 from django.db import connections, models
+from django.forms.fields import InvalidJSONInput
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html
@@ -16,6 +17,7 @@ from django.views import defaults
 
 from core import state
 from core.ids import short_id
+from core.metadata import InvalidJSON, check_depth
 
 
 def pretty_json(value) -> str:
@@ -94,6 +96,34 @@ class ReadOnlyAdmin(LargeTableAdmin):
         return False
 
 
+class DepthCheckedJSONField(forms.JSONField):
+    """A JSON form field that refuses JSON nested deeper than STATEHOUSE_MAX_JSON_DEPTH
+    (as the API does) with a form error, instead of a RecursionError (a 500) in
+    ``json.loads`` or later."""
+
+    def to_python(self, value):
+        try:
+            value = super().to_python(value)
+            check_depth(value, "The value")
+        except (RecursionError, InvalidJSON):
+            limit = settings.STATEHOUSE_MAX_JSON_DEPTH
+            raise forms.ValidationError(
+                f"The value is nested more than {limit} levels deep "
+                f"(STATEHOUSE_MAX_JSON_DEPTH is {limit}).",
+                code="too_deep",
+            ) from None
+        return value
+
+    def bound_data(self, data, initial):
+        """Too deep: shown again as the text that was sent, never encoded again."""
+        try:
+            value = super().bound_data(data, initial)
+            check_depth(value, "The value")
+        except (RecursionError, InvalidJSON):
+            return InvalidJSONInput(data)
+        return value
+
+
 def object_json_fields(model) -> list[str]:
     """The model's JSON fields that hold an object: those whose default is ``dict``
     (metadata, config, context...), as the API requires of them."""
@@ -150,6 +180,7 @@ class StatefulAdmin(LargeTableAdmin):
     """
 
     form = StatefulAdminForm
+    formfield_overrides = {models.JSONField: {"form_class": DepthCheckedJSONField}}
     state_readonly = ("id", "version", "created_at", "updated_at")
 
     def get_readonly_fields(self, request, obj=None):

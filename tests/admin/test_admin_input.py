@@ -235,6 +235,37 @@ def test_workflow_json_fields_must_be_objects(client, staff, field):
     assert Workflow.objects.values().get(pk=workflow.pk) == before
 
 
+@pytest.mark.parametrize("depth", [150, 950, 5000])
+def test_json_nested_too_deep_is_a_form_error(client, staff, session, settings, depth):
+    client.force_login(staff)
+    before = Session.objects.values().get(pk=session.pk)
+    deep = '{"a": ' + "[" * depth + "]" * depth + "}"
+
+    response = client.post(
+        _url(Session, "change", session.pk), _session_form(session, metadata=deep)
+    )
+
+    assert response.status_code == 200
+    limit = settings.STATEHOUSE_MAX_JSON_DEPTH
+    assert response.context["adminform"].form.errors["metadata"] == [
+        f"The value is nested more than {limit} levels deep (STATEHOUSE_MAX_JSON_DEPTH is {limit})."
+    ]
+    assert Session.objects.values().get(pk=session.pk) == before
+
+
+def test_json_nested_within_the_limit_is_saved(client, staff, session):
+    client.force_login(staff)
+    nested = {"a": [[["deep"]]]}
+
+    response = client.post(
+        _url(Session, "change", session.pk), _session_form(session, metadata=json.dumps(nested))
+    )
+
+    assert response.status_code == 302
+    session.refresh_from_db()
+    assert session.metadata == nested
+
+
 def test_a_blank_object_field_is_saved_as_an_empty_object(client, staff, session):
     client.force_login(staff)
 
