@@ -4,11 +4,13 @@ import asyncio
 import csv
 import hmac
 import logging
+import uuid
 from datetime import date, timedelta
 from decimal import Decimal
 
 from asgiref.sync import sync_to_async
-from channels.layers import get_channel_layer
+from channels import DEFAULT_CHANNEL_LAYER
+from channels.layers import channel_layers
 from django.conf import settings
 from django.contrib.admin.views.decorators import staff_member_required
 from django.core.exceptions import PermissionDenied
@@ -203,16 +205,31 @@ def _check_broker() -> None:
         )
 
 
+def channel_layer_for_check():
+    """A channel layer instance of the check's own, closed after it. On the process's
+    shared layer the check's receive waited behind the live feeds' pending receives
+    (channels_redis has one receive loop per layer), and after Redis came back it timed
+    out there: the check failed for as long as any stream was open."""
+    if DEFAULT_CHANNEL_LAYER not in settings.CHANNEL_LAYERS:
+        return None
+    return channel_layers.make_backend(DEFAULT_CHANNEL_LAYER)
+
+
 async def _check_channel_layer() -> None:
-    layer = get_channel_layer()
+    layer = channel_layer_for_check()
     if layer is None:
         raise RuntimeError("no channel layer configured")
-    channel = await layer.new_channel("healthz.")
-    token = now().isoformat()
-    await layer.send(channel, {"type": "healthz.ping", "token": token})
-    message = await layer.receive(channel)
-    if message.get("token") != token:
-        raise RuntimeError("the channel layer returned another message")
+    try:
+        channel = f"healthz.{uuid.uuid4().hex}"  # a plain channel: no shared receive loop
+        token = now().isoformat()
+        await layer.send(channel, {"type": "healthz.ping", "token": token})
+        message = await layer.receive(channel)
+        if message.get("token") != token:
+            raise RuntimeError("the channel layer returned another message")
+    finally:
+        close = getattr(layer, "close_pools", None)
+        if close is not None:
+            await close()
 
 
 async def _run_check(name: str, check, thread_sensitive: bool = False) -> tuple[str, bool]:

@@ -915,15 +915,23 @@ class RunEvents:
             from core import realtime
 
             realtime.set_server_loop(asyncio.get_running_loop())
-            self.channel = await self.layer.new_channel()
-            await self.layer.group_add(self.group, self.channel)
+            try:
+                channel = await self.layer.new_channel()
+                await self.layer.group_add(self.group, channel)
+            except Exception as exc:  # Redis down: the database poll alone follows the run
+                logger.warning("%s: the channel layer failed (%s); polling", self.group, exc)
+            else:
+                self.channel = channel
         return self
 
     async def __aexit__(self, *exc):
         if self.receiving is not None:
             self.receiving.cancel()
         if self.channel is not None:
-            await self.layer.group_discard(self.group, self.channel)
+            try:
+                await self.layer.group_discard(self.group, self.channel)
+            except Exception as exc:  # the answer is complete: do not cut it off
+                logger.warning("%s: leaving the group failed (%s)", self.group, exc)
 
     async def wait(self, timeout: float) -> dict | None:
         """The next push to the run's group, or None after ``timeout`` seconds.

@@ -5,11 +5,13 @@ that they stop and start (tests/system/private_redis.py), never the shared one.
 """
 
 import asyncio
+import json
 import logging
 import uuid
 
 import pytest
-from django.test import Client
+from channels.layers import get_channel_layer
+from django.test import AsyncRequestFactory, Client
 from django.urls import reverse
 
 from config import api as api_module
@@ -18,6 +20,7 @@ from core import realtime
 from core.apikeys import create_api_key
 from core.outages import OutageLog
 from core.throttling import RedisCounter, UserRateThrottle
+from history_app import views
 from tests.factories import make_session, make_thread
 from tests.system.private_redis import running_redis
 from threads_app import broker, services
@@ -285,6 +288,41 @@ def test_healthz_names_the_broker_and_the_channel_layer_when_redis_is_down(
         "checks": {"database": "ok", "broker": "failed", "channel_layer": "failed"},
         "failed": ["broker", "channel_layer"],
     }
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_healthz_is_200_again_once_redis_is_back(settings, private_redis):
+    """In one event loop, as in a server process (the layer keeps its connections)."""
+    settings.CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [private_redis.url]},
+        }
+    }
+    settings.CELERY_BROKER_URL = private_redis.url
+
+    async def healthz():
+        response = await views.healthz(AsyncRequestFactory().get("/healthz"))
+        return json.loads(response.content)
+
+    # A live feed of this process waiting on the shared layer, as streams do.
+    shared = get_channel_layer()
+    feed = asyncio.create_task(shared.receive(await shared.new_channel("feed.")))
+    assert (await healthz())["status"] == "ok"
+    private_redis.stop()
+    assert (await healthz())["failed"] == ["broker", "channel_layer"]
+    private_redis.start()
+
+    try:
+        for _ in range(3):
+            assert await healthz() == {
+                "status": "ok",
+                "checks": {"database": "ok", "broker": "ok", "channel_layer": "ok"},
+            }
+    finally:
+        feed.cancel()
+        await asyncio.gather(feed, return_exceptions=True)
+        await shared.close_pools()
 
 
 def test_reads_answer_while_redis_is_down(alice, redis_down_everywhere, user_throttle, monkeypatch):

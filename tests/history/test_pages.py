@@ -213,10 +213,10 @@ def test_healthz_is_503_naming_an_unreachable_broker(client, db, settings):
 
 def test_healthz_is_503_naming_a_broken_channel_layer(client, db, monkeypatch):
     class Broken:
-        async def new_channel(self, prefix="specific."):
+        async def send(self, channel, message):
             raise ConnectionError("redis://secret@10.0.0.1 refused")
 
-    monkeypatch.setattr(views, "get_channel_layer", lambda: Broken())
+    monkeypatch.setattr(views, "channel_layer_for_check", lambda: Broken())
 
     response = client.get(reverse("history:healthz"))
 
