@@ -17,6 +17,7 @@ A run is a row first and a Celery message second, so the broker is never the tru
 import logging
 import threading
 
+import kombu.exceptions
 import redis
 from django.conf import settings
 from django.db import connection
@@ -41,8 +42,11 @@ def send_run(run_id, countdown: float | None = None) -> bool:
 
     try:
         execute_run.apply_async(args=[str(run_id)], countdown=countdown or None)
-    except Exception as exc:  # kombu's OperationalError, redis-py's and socket errors
+    except (kombu.exceptions.OperationalError, redis.RedisError, OSError) as exc:
         _send_outage.failed(exc)
+        return False
+    except Exception:  # not the broker's absence, but the run is committed all the same
+        logger.exception("run %s: sending it failed; it stays pending", run_id)
         return False
     _send_outage.recovered()
     return True

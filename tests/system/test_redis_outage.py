@@ -184,7 +184,7 @@ def test_a_redis_restart_mid_run_loses_no_run_and_no_client(alice, stack):
     for run_id in [*queued, waited, while_down]:
         poll(
             lambda run_id=run_id: Run.objects.get(pk=run_id).started_at is not None,
-            10 + 2 * STEPS * DELAY_S,
+            20 + 2 * STEPS * DELAY_S,
             f"run {run_id} starting after Redis is back",
         )
 
