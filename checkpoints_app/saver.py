@@ -385,8 +385,9 @@ class _ConnectionPool:
     and returned afterwards; idle ones stay open (up to ``max_idle`` per alias) so the
     next call does not reconnect. When the database uses Django's own connection pool
     (``OPTIONS["pool"]``), the connection goes back to that pool after every call
-    instead, so that savers never hold connections others wait for. After a fork the
-    inherited connections are forgotten (not closed: their sockets belong to the parent).
+    instead, so that savers never hold connections others wait for. An idle connection
+    is checked before it is lent (one empty round trip). After a fork the inherited
+    connections are forgotten (not closed: their sockets belong to the parent).
     """
 
     max_idle = 4
@@ -412,10 +413,14 @@ class _ConnectionPool:
             setattr(wrapper, _POOLED, True)
         elif wrapper.connection is not None:
             max_age = wrapper.settings_dict.get("CONN_MAX_AGE") or 0
-            if wrapper.errors_occurred:
-                wrapper.close_if_unusable_or_obsolete()
-            elif max_age and wrapper.close_at is not None and time.monotonic() >= wrapper.close_at:
+            if max_age and wrapper.close_at is not None and time.monotonic() >= wrapper.close_at:
                 wrapper.close()
+            elif not wrapper.is_usable():
+                # Broken by an error, or ended while idle (a server restart, say): never
+                # lent again; the call opens a new one (psycopg_pool's check, by hand).
+                wrapper.close()
+            else:
+                wrapper.errors_occurred = False
         return wrapper
 
     def release(self, alias: str, wrapper: BaseDatabaseWrapper) -> None:

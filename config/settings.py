@@ -105,7 +105,12 @@ DATABASE_URL = env_str("DATABASE_URL")
 if DATABASE_URL:
     # Under ASGI every request may run on a thread of its own, so connections are not
     # kept per thread (CONN_MAX_AGE 0); set DB_POOL_MAX to share a pool per process.
-    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
+    # Health checks: a reused connection (and, under the pool, each one it hands out:
+    # Django passes psycopg_pool's check) is tried before use, so one that a database
+    # restart ended is replaced, not used.
+    DATABASES = {
+        "default": dj_database_url.parse(DATABASE_URL, conn_max_age=0, conn_health_checks=True)
+    }
     if DATABASES["default"]["ENGINE"].endswith("postgresql") and env_int("DB_POOL_MAX", 0):
         DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
             "min_size": env_int("DB_POOL_MIN", 1),
