@@ -6,6 +6,12 @@ streams every step into the run's event log and its Channels group, and records 
 outcome through the state manager. If the worker dies, its lease expires and the sweeper
 puts the run back to pending; the next attempt resumes from the run's last checkpoint
 (same ``run_id``), so steps already checkpointed are not executed again.
+
+A transient database error (the connection lost, the server restarting, a serialization
+failure or deadlock) is not the graph's failure: the attempt ends, the run goes back to
+pending and is sent again after a backoff, to resume from its last checkpoint like a run
+whose worker died (its attempts count against ``max_attempts``). A claim that fails on
+such an error is retried by the task itself (Celery's ``autoretry_for``), in seconds.
 """
 
 import logging
@@ -17,7 +23,14 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, close_old_connections, connection, transaction
+from django.db import (
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    close_old_connections,
+    connection,
+    transaction,
+)
 from django.db.models import Max
 from langgraph.types import Command
 
@@ -48,6 +61,66 @@ def lease_seconds() -> float:
 
 def heartbeat_seconds() -> float:
     return settings.STATEHOUSE_HEARTBEAT_S or lease_seconds() / 3
+
+
+# --- transient database errors ------------------------------------------------------
+
+# SQLSTATEs a retry may not meet again: connection exceptions (class 08), the server
+# shutting down or restarting (57P01-57P03), serialization failures and deadlocks.
+TRANSIENT_SQLSTATES = ("08", "57P01", "57P02", "57P03", "40001", "40P01")
+# A run whose attempt failed on one is sent again after RETRY_BASE_S * 2**(attempt - 1)
+# seconds, at most RETRY_MAX_S.
+RETRY_BASE_S = 1.0
+RETRY_MAX_S = 30.0
+# Pauses between tries to put such a run back to pending while the database is away;
+# past them the run's lease expires and the sweeper requeues it.
+RELEASE_PAUSES_S = (0.5, 1.0, 2.0, 4.0, 8.0)
+
+
+class DatabaseUnavailable(Exception):
+    """A run could not be claimed because of a transient database error; the task
+    retries (see threads_app.tasks)."""
+
+
+def _transient_classes() -> tuple[type[BaseException], ...]:
+    classes: list[type[BaseException]] = [OperationalError, InterfaceError]
+    try:
+        import psycopg
+    except ImportError:  # pragma: no cover - psycopg is a dependency
+        pass
+    else:
+        classes += [psycopg.OperationalError, psycopg.InterfaceError]
+    return tuple(classes)
+
+
+_TRANSIENT_CLASSES = _transient_classes()
+
+
+def is_transient_db_error(exc: BaseException | None) -> bool:
+    """Whether ``exc`` (or what it was raised from) is a database error worth retrying:
+    psycopg's or Django's OperationalError/InterfaceError, or a transient SQLSTATE."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, _TRANSIENT_CLASSES):
+            return True
+        sqlstate = getattr(exc, "sqlstate", None)
+        if isinstance(sqlstate, str) and sqlstate.startswith(TRANSIENT_SQLSTATES):
+            return True
+        exc = exc.__cause__
+    return False
+
+
+def retry_delay(attempt: int) -> float:
+    """Seconds before a run whose attempt ``attempt`` failed transiently is sent again."""
+    return min(RETRY_BASE_S * 2 ** max(attempt - 1, 0), RETRY_MAX_S)
+
+
+def drop_broken_connection() -> None:
+    """Close this thread's connection if an error left it unusable, so the next query
+    reconnects instead of failing on it again (a caller's transaction keeps its own)."""
+    if connection.connection is not None and not connection.in_atomic_block:
+        connection.close_if_unusable_or_obsolete()
 
 
 # --- claiming -----------------------------------------------------------------------
@@ -107,7 +180,8 @@ def claim_run(run_id, worker: str) -> Run | None:
 
 
 def _give_up(run: Run) -> None:
-    reason = f"gave up after {run.attempt} attempt(s): the worker running it was lost each time"
+    cause = run.error or "the worker running it was lost each time"
+    reason = f"gave up after {run.attempt} attempt(s): {cause}"
     state.update_state(
         "run",
         run.pk,
@@ -141,7 +215,12 @@ class Heartbeat(threading.Thread):
     def run(self) -> None:
         try:
             while not self.stopped.wait(heartbeat_seconds()):
-                self.beat()
+                try:
+                    self.beat()
+                except Exception:
+                    # The database is away: the lease runs on, the next beat tries again.
+                    logger.warning("run %s: heartbeat failed", self.run_id, exc_info=True)
+                    drop_broken_connection()
                 if self.lease_lost:
                     return
         finally:
@@ -211,6 +290,10 @@ class EventLog:
             if _deleted(self.run.pk):
                 raise RunDeleted from None
             raise
+        except Exception:
+            self.buffer = batch + self.buffer  # written at the next flush (the database back)
+            raise
+        payloads = []
         for item in batch:
             payload = {
                 "type": "run.event",
@@ -223,6 +306,12 @@ class EventLog:
                 payload["data"] = item.data
             else:
                 payload["truncated"] = True
+            payloads.append(payload)
+        # Pushed once written: at once, or when the caller's transaction commits.
+        transaction.on_commit(lambda: self._push(payloads))
+
+    def _push(self, payloads: list[dict]) -> None:
+        for payload in payloads:
             realtime.push([self.group, f"thread.{self.run.thread_id}"], payload)
 
 
@@ -294,12 +383,77 @@ def _callbacks(run: Run) -> list:
 
 
 def execute_run(run_id) -> str:
-    """The Celery task's body: claim, execute, record. Returns the run's final status."""
+    """The Celery task's body: claim, execute, record. Returns the run's final status.
+
+    Raises DatabaseUnavailable when the claim fails on a transient database error; an
+    attempt that fails on one puts the run back to pending (see release_for_retry).
+    """
     worker = worker_id()
-    run = claim_run(run_id, worker)
+    try:
+        run = claim_run(run_id, worker)
+    except Exception as exc:
+        if not is_transient_db_error(exc):
+            raise
+        drop_broken_connection()
+        raise DatabaseUnavailable(f"{type(exc).__name__}: {exc}") from exc
     if run is None:
         return "skipped"
-    return Execution(run, worker).execute()
+    execution = None
+    try:
+        execution = Execution(run, worker)
+        return execution.execute()
+    except Exception as exc:
+        if not is_transient_db_error(exc):
+            raise
+        logger.warning("run %s: attempt %s hit a database error", run.pk, run.attempt)
+        return release_for_retry(run, worker, exc, execution.log if execution else None)
+
+
+def release_for_retry(run: Run, worker: str, exc: BaseException, log=None) -> str:
+    """Put a run whose attempt failed on a transient database error back to pending and
+    send it again after a backoff; it resumes from its last checkpoint. The events the
+    attempt could not write (``log``'s buffer) are written first.
+
+    Tried again for a little while if the database is still away; after that the run's
+    lease expires and the sweeper requeues it. Returns "retrying" or "lease-lost".
+    """
+    from threads_app.services import enqueue
+
+    cause = f"{type(exc).__name__}: {exc}".strip()
+    for pause in (0.0, *RELEASE_PAUSES_S):
+        time.sleep(pause)
+        drop_broken_connection()
+        try:
+            with transaction.atomic():
+                Thread.objects.lock(run.thread_id)
+                current = Run.objects.select_for_update().filter(pk=run.pk).first()
+                if current is None or current.status != Run.Status.RUNNING:
+                    return "lease-lost"
+                if current.claimed_by != worker:
+                    return "lease-lost"
+                if log is not None:
+                    log.flush()
+                delay = retry_delay(current.attempt)
+                state.update_state(
+                    "run",
+                    run.pk,
+                    {
+                        "status": Run.Status.PENDING,
+                        "claimed_by": "",
+                        "lease_expires_at": None,
+                        "error": cause,
+                    },
+                    expected_version=current.version,
+                    actor=f"worker:{worker}",
+                )
+                transaction.on_commit(lambda delay=delay: enqueue(run.pk, countdown=delay))
+            logger.warning("run %s: retrying in %g s after %s", run.pk, delay, cause)
+            return "retrying"
+        except Exception as again:
+            if not is_transient_db_error(again):
+                raise
+    logger.warning("run %s: the database is still away; the sweeper will requeue it", run.pk)
+    return "lease-lost"
 
 
 class Execution:
@@ -309,6 +463,7 @@ class Execution:
         self.actor = f"worker:{worker}"
         self.step = 0
         self.node = ""
+        self.log: EventLog | None = None
 
     def execute(self) -> str:
         try:
@@ -331,9 +486,9 @@ class Execution:
         from checkpoints_app.saver import DjangoSaver
 
         run = self.run
+        log = self.log = EventLog(run)
         heartbeat = Heartbeat(run, self.worker)
         heartbeat.start()
-        log = EventLog(run)
         saver = DjangoSaver()
         started = time.monotonic()
         timeout = float((run.kwargs or {}).get("timeout_s") or settings.STATEHOUSE_RUN_TIMEOUT_S)
@@ -360,6 +515,10 @@ class Execution:
                 config,
                 stream_mode=modes,
                 subgraphs=True,
+                # A step starts only once the checkpoint before it is stored: when a write
+                # fails (the database away), no later step has run, and the retry redoes
+                # at most the step whose checkpoint was lost.
+                durability="sync",
                 interrupt_before=kwargs.get("interrupt_before"),
                 interrupt_after=kwargs.get("interrupt_after"),
                 **({"context": kwargs["context"]} if kwargs.get("context") else {}),
@@ -380,6 +539,8 @@ class Execution:
         except RunDeleted:
             raise
         except Exception as exc:
+            if is_transient_db_error(exc):
+                raise  # not the graph's error: execute_run retries the run
             if _deleted(run.pk):
                 raise RunDeleted from exc  # the graph failed because its run went away
             logger.exception("run %s failed", run.pk)
@@ -457,7 +618,9 @@ class Execution:
                 pending = bool(snapshot.next)
                 if kind == "success":
                     self._record_messages(snapshot.values)
-            except Exception:
+            except Exception as exc:
+                if is_transient_db_error(exc):
+                    raise
                 logger.exception("run %s: reading the final state failed", run.pk)
         run_status = {
             "success": Run.Status.SUCCESS,
@@ -492,7 +655,6 @@ class Execution:
                 "interrupts": interrupts,
             }
         terminal_event = "error" if kind in ("error", "timeout") else "end"
-        log.add(terminal_event, {"status": run_status, "error": reason} if reason else None)
         log.flush()
         with transaction.atomic():
             Thread.objects.lock(run.thread_id)
@@ -501,6 +663,10 @@ class Execution:
                 raise RunDeleted
             if current.claimed_by != self.worker or current.status != Run.Status.RUNNING:
                 return "lease-lost"
+            # In the transaction that ends the run: an attempt whose end did not commit
+            # (the database went away) leaves no terminal event for streams to stop at.
+            log.add(terminal_event, {"status": run_status, "error": reason} if reason else None)
+            log.flush()
             state.update_state(
                 "run",
                 run.pk,

@@ -8,7 +8,18 @@ from threads_app import broker, runtime
 _sweeper: runtime.Sweeper | None = None
 
 
-@shared_task(name="statehouse.execute_run", acks_late=True, reject_on_worker_lost=True)
+@shared_task(
+    name="statehouse.execute_run",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    # A claim that failed on a transient database error is sent again after 1, 2, 4...
+    # seconds (at most 30, with full jitter); past that the sweeper's resend remains.
+    autoretry_for=(runtime.DatabaseUnavailable,),
+    retry_backoff=1,
+    retry_backoff_max=30,
+    retry_jitter=True,
+    max_retries=20,
+)
 def execute_run(run_id: str) -> str:
     return runtime.execute_run(run_id)
 
