@@ -9,7 +9,7 @@ import redis
 from django.conf import settings
 from django.contrib.admin.views.decorators import staff_member_required
 from django.core.exceptions import RequestDataTooBig
-from django.db import DataError
+from django.db import DataError, InterfaceError, OperationalError
 from django.http import Http404
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError
@@ -77,6 +77,16 @@ def redis_unavailable(request, exc):
     """What needs Redis (the broker, the channel layer) when it cannot be reached."""
     message = "Service unavailable: Redis (the broker, the channel layer) is unreachable"
     return _detail(request, message, 503)
+
+
+@api.exception_handler(OperationalError)
+@api.exception_handler(InterfaceError)
+def database_unavailable(request, exc):
+    """The database cannot be reached (restarting, say): 503, and normal answers again
+    once it is back (the broken connection is dropped at the request's end)."""
+    response = _detail(request, "Database unavailable: try again in a few seconds", 503)
+    response["Retry-After"] = "2"
+    return response
 
 
 @api.exception_handler(Http404)
