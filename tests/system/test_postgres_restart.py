@@ -10,6 +10,7 @@ API answers JSON throughout (503 while the database is down) and 200 again withi
 """
 
 import json
+import os
 import threading
 import time
 import uuid
@@ -49,13 +50,14 @@ def pg(production):
     server.remove()
 
 
-@pytest.fixture
-def stack(pg, tmp_path):
-    """The private database migrated, a user with an API key, a server and two workers."""
-    import os
-
+@pytest.fixture(params=["connections", "pool"])
+def stack(request, pg, tmp_path):
+    """The private database migrated, a user with an API key, a server and two workers:
+    with a connection per request or task (CONN_MAX_AGE 0), or Django's psycopg pool."""
     tag = uuid.uuid4().hex[:8]
     environ = dict(os.environ)
+    if request.param == "pool":
+        environ.update(DB_POOL_MAX="4", DB_POOL_MIN="2")
     environ.update(
         DATABASE_URL=pg.url,
         STATEHOUSE_QUEUE=f"pgrestart-{tag}",
