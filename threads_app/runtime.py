@@ -691,7 +691,9 @@ class Execution:
 
         try:
             record_run_messages(self.run, messages)
-        except Exception:
+        except Exception as exc:
+            if is_transient_db_error(exc):
+                raise  # recorded by the retry (it adds only the messages not recorded yet)
             logger.exception("run %s: recording messages failed", self.run.pk)
 
 

@@ -289,3 +289,22 @@ def test_a_run_whose_connections_are_terminated_mid_run_ends_in_success(
     executions = steps_run(run)
     assert sorted(executions) == list(range(1, 9))
     assert sum(1 for n in executions.values() if n > 1) <= 1
+
+
+def test_messages_a_finishing_run_could_not_record_are_recorded_by_its_retry(alice, monkeypatch):
+    from history_app import services as history
+    from history_app.models import Message
+
+    thread = services.create_thread(make_session(alice), services.resolve_workflow("chat"))
+    with mock.patch.object(services, "enqueue"):
+        run = services.create_run(thread, input={"messages": [{"role": "user", "content": "Hi"}]})
+    fail_once(monkeypatch, history, "record_run_messages", 0, OperationalError("connection lost"))
+    monkeypatch.setattr(services, "enqueue", lambda *a, **k: None)
+
+    assert runtime.execute_run(run.pk) == "retrying"
+    assert not Message.objects.filter(thread_id=thread.pk).exists()
+    assert runtime.execute_run(run.pk) == "success"
+
+    roles = sorted(Message.objects.filter(thread_id=thread.pk).values_list("role", flat=True))
+    assert roles.count("user") == 1  # recorded once, by the retry
+    assert len(roles) >= 2  # and the assistant's answer
