@@ -12,7 +12,7 @@ from django.core.exceptions import RequestDataTooBig
 from django.db import DataError, InterfaceError, OperationalError
 from django.http import Http404
 from ninja import NinjaAPI
-from ninja.errors import AuthenticationError, HttpError
+from ninja.errors import AuthenticationError, HttpError, ValidationError
 
 from core.api_auth import API_AUTH
 from core.json_body import DepthCheckedParser, JSONTooDeep
@@ -49,6 +49,20 @@ def http_error(request, exc):
     if isinstance(exc.__cause__, JSONTooDeep):
         return _detail(request, str(exc.__cause__), 422)
     return _detail(request, str(exc), exc.status_code)
+
+
+@api.exception_handler(ValidationError)
+def invalid_request(request, exc):
+    """422 ``{"detail": [errors]}`` as ninja (and FastAPI) shape it, each error's ``loc``
+    without ninja's inner parameter name: ``["body", "on_disconnect"]``, not
+    ``["body", "body", "on_disconnect"]``."""
+    errors = []
+    for error in exc.errors:
+        loc = list(error.get("loc") or [])
+        if len(loc) >= 2 and loc[0] == "body" and loc[1] == "body":
+            del loc[1]
+        errors.append({**error, "loc": loc})
+    return api.create_response(request, {"detail": errors}, status=422)
 
 
 def unknown_path(request, *args, **kwargs):

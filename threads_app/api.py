@@ -10,6 +10,7 @@ import asyncio
 import json
 import logging
 import uuid
+import warnings
 from datetime import datetime
 from typing import Any, Literal
 
@@ -27,7 +28,7 @@ from core import state
 from core.metadata import InvalidJSON, normalize_metadata
 from sessions_app.models import Session
 from threads_app import graph_state, registry, services
-from threads_app.models import Run, RunEvent, Thread, Workflow
+from threads_app.models import Run, RunEvent, Thread, Workflow, WorkflowVersion
 
 langgraph_router = Router(tags=["LangGraph"])
 
@@ -109,9 +110,24 @@ def assistant_out(workflow: Workflow) -> Json:
         "metadata": workflow.metadata | ({"created_by": "system"} if workflow.is_system else {}),
         "name": workflow.name,
         "description": workflow.description or None,
-        "version": workflow.version,
+        "version": workflow.assistant_version,
         "created_at": _iso(workflow.created_at),
         "updated_at": _iso(workflow.updated_at),
+    }
+
+
+def version_out(version: WorkflowVersion) -> Json:
+    """One of an assistant's versions, as LangGraph Server lists them."""
+    return {
+        "assistant_id": str(version.workflow_id),
+        "graph_id": version.graph_id,
+        "config": version.config,
+        "context": version.context,
+        "metadata": version.metadata,
+        "name": version.name,
+        "description": version.description or None,
+        "version": version.version,
+        "created_at": _iso(version.created_at),
     }
 
 
@@ -168,10 +184,24 @@ def ok(request):
 
 @langgraph_router.get("/info", summary="Server information")
 def info(request):
+    """What the server can do, in LangGraph Server's shape (plus the registered graphs)."""
     return {
         "version": "statehouse-1.0",
         "langgraph_py_version": _version("langgraph"),
-        "flags": {"assistants": True, "crons": False, "langsmith": False},
+        "flags": {
+            "assistants": True,
+            "crons": False,
+            "langsmith": False,
+            "langsmith_tracing_replicas": False,
+            "langsmith_tracing_session_on_runs": False,
+        },
+        "host": {
+            "kind": "self-hosted",
+            "project_id": None,
+            "host_revision_id": None,
+            "revision_id": None,
+            "tenant_id": None,
+        },
         "graphs": registry.graph_ids(),
     }
 
@@ -246,8 +276,7 @@ def create_assistant(request, body: AssistantCreate):
             if body.if_exists == "do_nothing":
                 return assistant_out(existing)
             raise HttpError(409, f"Assistant {body.assistant_id} already exists")
-    workflow = state.create_state(
-        "workflow",
+    workflow = services.new_workflow(
         {
             **({"id": body.assistant_id} if body.assistant_id else {}),
             "graph_id": body.graph_id,
@@ -301,14 +330,42 @@ def patch_assistant(request, assistant_id: str, body: AssistantPatch):
         _check_graph(changes["graph_id"])
     if "metadata" in changes:
         changes["metadata"] = normalize_metadata(changes["metadata"])
-    with transaction.atomic():
-        # The metadata merge reads the row under its lock (see patch_thread).
-        locked = Workflow.objects.select_for_update().filter(pk=workflow.pk).first()
-        if locked is None:
-            raise HttpError(404, f"Assistant {assistant_id} not found")
-        if "metadata" in changes:
-            changes["metadata"] = locked.metadata | changes["metadata"]
-        workflow = state.update_state("workflow", locked.pk, changes, actor=request.auth)
+    try:
+        # A new version; the metadata merge reads the row under its lock (see patch_thread).
+        workflow = services.patch_workflow(workflow.pk, changes, actor=request.auth)
+    except state.EntityNotFound:
+        raise HttpError(404, f"Assistant {assistant_id} not found") from None
+    return assistant_out(workflow)
+
+
+class VersionSearch(Strict):
+    metadata: Json | None = None
+    limit: int = Field(default=10, ge=1, le=MAX_INT)
+    offset: int = Field(default=0, ge=0, le=MAX_INT)
+
+
+class VersionChange(Strict):
+    version: int = Field(ge=1, le=MAX_INT)
+
+
+@langgraph_router.post("/assistants/{assistant_id}/versions", summary="An assistant's versions")
+def assistant_versions(request, assistant_id: str, body: VersionSearch):
+    """Newest first, filtered by metadata containment."""
+    workflow = get_workflow(request, assistant_id)
+    versions = _json_contains(workflow.versions.all(), "metadata", body.metadata)
+    page = versions.order_by("-version")[body.offset : body.offset + _limit(body.limit)]
+    return [version_out(version) for version in page]
+
+
+@langgraph_router.post("/assistants/{assistant_id}/latest", summary="Set the latest version")
+def set_latest_version(request, assistant_id: str, body: VersionChange):
+    workflow = get_workflow(request, assistant_id, write=True)
+    try:
+        workflow = services.set_latest_version(workflow.pk, body.version, actor=request.auth)
+    except services.WorkflowVersionNotFound as exc:
+        raise HttpError(404, str(exc)) from None
+    except state.EntityNotFound:
+        raise HttpError(404, f"Assistant {assistant_id} not found") from None
     return assistant_out(workflow)
 
 
@@ -319,33 +376,113 @@ def delete_assistant(request, assistant_id: str):
     return 204, None
 
 
+def _xray(value: str | None) -> bool | int:
+    """``xray`` as LangGraph Server reads it: true/false, or a positive depth."""
+    if not value or value in ("false", "False"):
+        return False
+    if value in ("true", "True"):
+        return True
+    try:
+        depth = int(value)
+    except ValueError:
+        depth = 0
+    if depth <= 0:
+        raise HttpError(422, "Invalid xray value")
+    return depth
+
+
 @langgraph_router.get("/assistants/{assistant_id}/graph", summary="The assistant's graph")
-def assistant_graph(request, assistant_id: str, xray: int | bool = False):
+def assistant_graph(request, assistant_id: str, xray: str | None = None):
+    """The drawable graph as JSON; ``xray`` (true or a depth) draws subgraphs inside."""
+    depth = _xray(xray)
     workflow = get_workflow(request, assistant_id)
     graph = registry.load_graph(workflow.graph_id, workflow.config)
-    drawable = graph.get_graph(xray=xray)
-    return drawable.to_json()
+    try:
+        drawn = graph.get_graph(xray=depth).to_json()
+    except NotImplementedError:
+        raise HttpError(422, "The graph does not support visualization") from None
+    for node in drawn.get("nodes", []):
+        if isinstance(node.get("data"), dict):
+            node["data"].pop("id", None)  # a Python object path, as the reference drops it
+    return drawn
+
+
+def _state_jsonschema(graph) -> Json:
+    """The graph's state (its channels' update types), not its input schema."""
+    from pydantic import create_model
+
+    fields: dict[str, Any] = {}
+    for name in graph.stream_channels_list:
+        kind = graph.channels[name].UpdateType
+        try:
+            create_model(name, value=(kind, None)).model_json_schema()
+        except Exception:
+            kind = Any
+        fields[name] = (kind, None)
+    return create_model(graph.get_name("State"), **fields).model_json_schema()
+
+
+def _graph_schemas(graph) -> Json:
+    def schema(method):
+        try:
+            return method()
+        except Exception:
+            logger.warning("graph %s: a schema failed", graph.name, exc_info=True)
+            return None
+
+    return {
+        "input_schema": schema(graph.get_input_jsonschema),
+        "output_schema": schema(graph.get_output_jsonschema),
+        "state_schema": schema(lambda: _state_jsonschema(graph)),
+        "config_schema": schema(lambda: _configurable_jsonschema(graph)),
+        "context_schema": schema(graph.get_context_jsonschema),
+    }
+
+
+def _configurable_jsonschema(graph) -> Json:
+    """The ``configurable`` part of the config schema, without LangGraph's own keys."""
+    from pydantic import TypeAdapter
+
+    with warnings.catch_warnings():
+        # Deprecated in LangGraph 1.0 but still what holds a graph's config_schema.
+        warnings.simplefilter("ignore")
+        fields = getattr(graph.config_schema(), "model_fields", None) or {}
+    if "configurable" not in fields:
+        return {}
+    schema = TypeAdapter(fields["configurable"].annotation).json_schema()
+    internal = ("__pregel_checkpointer", "__pregel_store", "checkpoint_id", "checkpoint_ns")
+    for key in (*internal, "thread_id"):
+        schema.get("properties", {}).pop(key, None)
+    return schema
 
 
 @langgraph_router.get("/assistants/{assistant_id}/schemas", summary="The graph's schemas")
 def assistant_schemas(request, assistant_id: str):
     workflow = get_workflow(request, assistant_id)
     graph = registry.load_graph(workflow.graph_id, workflow.config)
+    return {"graph_id": workflow.graph_id, **_graph_schemas(graph)}
 
-    def schema(method):
-        try:
-            return method()
-        except Exception:
-            return None
 
-    return {
-        "graph_id": workflow.graph_id,
-        "input_schema": schema(graph.get_input_jsonschema),
-        "output_schema": schema(graph.get_output_jsonschema),
-        "state_schema": schema(lambda: graph.get_input_jsonschema()),
-        "config_schema": schema(graph.get_config_jsonschema),
-        "context_schema": schema(graph.get_context_jsonschema),
-    }
+def _subgraphs(request, assistant_id: str, namespace: str | None, recurse: bool) -> Json:
+    workflow = get_workflow(request, assistant_id)
+    graph = registry.load_graph(workflow.graph_id, workflow.config)
+    found = graph.get_subgraphs(namespace=namespace, recurse=recurse)
+    return {ns: _graph_schemas(subgraph) for ns, subgraph in found}
+
+
+@langgraph_router.get("/assistants/{assistant_id}/subgraphs", summary="The graph's subgraphs")
+def assistant_subgraphs(
+    request, assistant_id: str, namespace: str | None = None, recurse: bool = False
+):
+    """The schemas of each subgraph, by namespace (``recurse``: nested ones too)."""
+    return _subgraphs(request, assistant_id, namespace, recurse)
+
+
+@langgraph_router.get(
+    "/assistants/{assistant_id}/subgraphs/{namespace}", summary="The subgraphs under a namespace"
+)
+def assistant_subgraphs_in(request, assistant_id: str, namespace: str, recurse: bool = False):
+    return _subgraphs(request, assistant_id, namespace, recurse)
 
 
 # --- threads ------------------------------------------------------------------------
@@ -500,6 +637,36 @@ def search_threads(request, body: ThreadSearch):
 @langgraph_router.post("/threads/count", response=int, summary="Count threads")
 def count_threads(request, body: ThreadCount):
     return _threads(request, body).count()
+
+
+class ThreadPrune(Strict):
+    thread_ids: list[str] = Field(default_factory=list, max_length=1000)
+    strategy: Literal["delete", "keep_latest"] = "delete"
+
+
+@langgraph_router.post("/threads/prune", summary="Delete threads, or all but their latest state")
+def prune_threads(request, body: ThreadPrune):
+    """``delete``: the threads, with their runs and checkpoints; ``keep_latest``: every
+    checkpoint but each namespace's latest. Unknown (or another owner's) ids are skipped,
+    as LangGraph Server skips them; the answer counts the threads pruned."""
+    from checkpoints_app.saver import DjangoSaver
+
+    try:
+        wanted = [uuid.UUID(str(thread_id)) for thread_id in body.thread_ids]
+    except ValueError:
+        raise HttpError(422, "Invalid thread ID: must be a UUID") from None
+    found = visible_threads(request.auth).filter(pk__in=wanted).values_list("pk", flat=True)
+    pruned = 0
+    for thread_id in list(found):
+        if body.strategy == "delete":
+            try:
+                services.delete_thread(thread_id, actor=request.auth)
+            except state.EntityNotFound:
+                continue  # deleted meanwhile
+        else:
+            DjangoSaver().prune_thread(str(thread_id), keep_last=1)
+        pruned += 1
+    return {"pruned_count": pruned}
 
 
 @langgraph_router.get("/threads/{thread_id}", summary="Get a thread")
@@ -664,15 +831,42 @@ class RunCreate(Strict):
     if_not_exists: Literal["create", "reject"] = "reject"
     after_seconds: float | None = Field(default=None, ge=0)
     on_completion: Literal["delete", "keep"] | None = None
+    # What a stream does when its client goes away: "cancel" the run or let it
+    # "continue" (to be joined again). Stored with the run (see the README).
+    on_disconnect: Literal["cancel", "continue"] | None = None
+    # How often LangGraph stores checkpoints; checkpoint_during is the older spelling
+    # (true: "async", false: "exit"). Statehouse's default is "sync".
+    durability: Literal["sync", "async", "exit"] | None = None
+    checkpoint_during: bool | None = None
+    feedback_keys: list[str] | None = None
+
+
+def _run_options(body: RunCreate) -> Json:
+    """The run fields Statehouse keeps with the run (its kwargs) as given."""
+    if body.durability is not None and body.checkpoint_during is not None:
+        raise HttpError(422, "give durability or checkpoint_during, not both")
+    durability = body.durability
+    if body.checkpoint_during is not None:
+        durability = "async" if body.checkpoint_during else "exit"
+    options = {
+        "on_disconnect": body.on_disconnect,
+        "stream_resumable": body.stream_resumable,
+        "durability": durability,
+        "feedback_keys": body.feedback_keys,
+        "on_completion": body.on_completion,
+    }
+    return {key: value for key, value in options.items() if value is not None}
 
 
 def _start_run(request, thread: Thread, body: RunCreate, workflow: Workflow, **extra) -> Run:
     command = body.command.model_dump(exclude_none=True) if body.command else None
     checkpoint_id = body.checkpoint_id or (body.checkpoint or {}).get("checkpoint_id")
+    # useStream resumes with {"input": {}, "command": {...}}: an empty input is no input.
+    graph_input = None if command is not None and body.input in ({}, None) else body.input
     return services.create_run(
         thread,
         workflow=workflow,
-        input=body.input,
+        input=graph_input,
         command=command,
         config=body.config,
         context=body.context,
@@ -684,7 +878,7 @@ def _start_run(request, thread: Thread, body: RunCreate, workflow: Workflow, **e
         checkpoint_id=checkpoint_id,
         multitask_strategy=body.multitask_strategy,
         after_seconds=body.after_seconds,
-        extra_kwargs=extra or None,
+        extra_kwargs=_run_options(body) | extra,
         actor=request.auth,
     )
 
@@ -711,7 +905,7 @@ def _create_run(request, thread_id: str | None, body: RunCreate) -> Run:
         if Thread.objects.filter(pk=thread_id).exists():
             raise HttpError(404, f"Thread {thread_id} not found")
     workflow = get_workflow(request, body.assistant_id)
-    metadata = {"graph_id": body.assistant_id}
+    metadata = {}
     if thread_id is None and body.on_completion != "keep":
         metadata["temporary"] = True  # deleted after the run finishes
     with transaction.atomic():
@@ -745,6 +939,16 @@ def create_stateless_run(request, body: RunCreate, response: HttpResponse):
     run = _create_run(request, None, body)
     _with_headers(response, _locations(run))
     return run_out(run)
+
+
+@langgraph_router.post("/runs/batch", summary="Create several stateless background runs")
+def create_stateless_runs(request, body: list[RunCreate]):
+    """All of them or none: a refused one (a 4xx naming it) creates nothing."""
+    if len(body) > settings.STATEHOUSE_API_MAX_LIMIT:
+        raise HttpError(422, f"at most {settings.STATEHOUSE_API_MAX_LIMIT} runs in a batch")
+    with transaction.atomic():
+        runs = [_create_run(request, None, item) for item in body]
+    return [run_out(run) for run in runs]
 
 
 @langgraph_router.get("/threads/{thread_id}/runs", summary="List a thread's runs")
@@ -1134,8 +1338,56 @@ def cancel_run(
     action: Literal["interrupt", "rollback"] = "interrupt",
 ):
     run = get_run(request, thread_id, run_id)
-    services.cancel_run(run.pk, action=action, actor=request.auth)
+    try:
+        services.cancel_run(run.pk, action=action, actor=request.auth)
+    except services.RunFinished:
+        raise HttpError(404, NO_RUNS_TO_CANCEL) from None
     if wait:
         services.wait_for_run(run.pk, timeout=60)
         return 204, None
     return 202, None
+
+
+# LangGraph Server's answer when nothing it was asked to cancel is pending or running.
+NO_RUNS_TO_CANCEL = (
+    "No matching runs to cancel. Please verify the thread ID and run IDs are correct, "
+    "and the runs haven't been deleted or completed."
+)
+
+
+class RunsCancel(Strict):
+    thread_id: str | None = None
+    run_ids: list[str] | None = None
+    status: Literal["pending", "running", "all"] | None = None
+
+
+@langgraph_router.post("/runs/cancel", response={204: None}, summary="Cancel several runs")
+def cancel_runs(request, body: RunsCancel, action: Literal["interrupt", "rollback"] = "interrupt"):
+    """As LangGraph Server: either ``status`` (every pending and/or running run the caller
+    may see) or ``thread_id`` with ``run_ids``. 404 when none of them can be cancelled."""
+    if body.status is not None:
+        if body.thread_id is not None or body.run_ids is not None:
+            raise HttpError(422, "Cannot specify 'thread_id' or 'run_ids' when using 'status'")
+        statuses = ["pending", "running"] if body.status == "all" else [body.status]
+        runs = Run.objects.filter(status__in=statuses)
+        if not _is_staff(request.auth):
+            runs = runs.filter(thread__session__owner=request.auth)
+    else:
+        if body.thread_id is None or body.run_ids is None:
+            raise HttpError(422, "Must provide either a status, or both 'thread_id' and 'run_ids'")
+        thread = get_thread(request, body.thread_id)
+        try:
+            run_ids = [uuid.UUID(str(run_id)) for run_id in body.run_ids]
+        except ValueError:
+            raise HttpError(422, "Invalid run ID: must be a UUID") from None
+        runs = thread.runs.filter(pk__in=run_ids)
+    cancelled = 0
+    for run_id in list(runs.values_list("pk", flat=True)[: settings.STATEHOUSE_API_MAX_LIMIT]):
+        try:
+            services.cancel_run(run_id, action=action, actor=request.auth)
+        except (services.RunFinished, state.EntityNotFound):
+            continue  # finished (or deleted) meanwhile: as for one that never matched
+        cancelled += 1
+    if not cancelled:
+        raise HttpError(404, NO_RUNS_TO_CANCEL)
+    return 204, None

@@ -2,6 +2,7 @@ from django.conf import settings
 from django.db import models
 
 from core.models import StatefulModel
+from core.time import now
 
 
 class Workflow(StatefulModel):
@@ -25,6 +26,10 @@ class Workflow(StatefulModel):
         blank=True,
         related_name="workflows",
     )
+    # The assistant version it is at (LangGraph's ``version``: each API create or patch
+    # makes a WorkflowVersion; POST .../latest goes back to one). Not ``version``, the
+    # optimistic-concurrency counter every change bumps.
+    assistant_version = models.PositiveIntegerField(default=1)
 
     class Meta:
         ordering = ["graph_id", "name"]
@@ -32,6 +37,29 @@ class Workflow(StatefulModel):
 
     def __str__(self) -> str:
         return self.name or self.graph_id
+
+
+class WorkflowVersion(models.Model):
+    """One version of an assistant: what it was after a create or a patch."""
+
+    workflow = models.ForeignKey(Workflow, on_delete=models.CASCADE, related_name="versions")
+    version = models.PositiveIntegerField()
+    graph_id = models.CharField(max_length=200)
+    name = models.CharField(max_length=200, blank=True)
+    description = models.TextField(blank=True)
+    config = models.JSONField(default=dict, blank=True)
+    context = models.JSONField(default=dict, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=now, editable=False)
+
+    class Meta:
+        ordering = ["workflow", "-version"]
+        constraints = [
+            models.UniqueConstraint(fields=["workflow", "version"], name="workflowversion_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.workflow_id} v{self.version}"
 
 
 class ThreadQuerySet(models.QuerySet):

@@ -138,8 +138,9 @@ def claim_run(run_id, worker: str) -> Run | None:
         thread = Thread.objects.select_for_update(of=("self",)).filter(runs__pk=run_id).first()
         if thread is None:
             return None
-        run = Run.objects.select_for_update().get(pk=run_id)
-        if run.status != Run.Status.PENDING:
+        # Gone once the lock is ours: deleted meanwhile (rolled back while pending, say).
+        run = Run.objects.select_for_update().filter(pk=run_id).first()
+        if run is None or run.status != Run.Status.PENDING:
             return None
         ahead = (
             Run.objects.filter(thread_id=thread.pk, status__in=("pending", "running"))
@@ -515,10 +516,11 @@ class Execution:
                 config,
                 stream_mode=modes,
                 subgraphs=True,
-                # A step starts only once the checkpoint before it is stored: when a write
-                # fails (the database away), no later step has run, and the retry redoes
-                # at most the step whose checkpoint was lost.
-                durability="sync",
+                # By default a step starts only once the checkpoint before it is stored:
+                # when a write fails (the database away), no later step has run, and the
+                # retry redoes at most the step whose checkpoint was lost. A run may ask
+                # for LangGraph's "async" or "exit" instead (fewer writes, less kept).
+                durability=kwargs.get("durability") or "sync",
                 interrupt_before=kwargs.get("interrupt_before"),
                 interrupt_after=kwargs.get("interrupt_after"),
                 **({"context": kwargs["context"]} if kwargs.get("context") else {}),
@@ -663,22 +665,27 @@ class Execution:
                 raise RunDeleted
             if current.claimed_by != self.worker or current.status != Run.Status.RUNNING:
                 return "lease-lost"
-            # In the transaction that ends the run: an attempt whose end did not commit
-            # (the database went away) leaves no terminal event for streams to stop at.
-            log.add(terminal_event, {"status": run_status, "error": reason} if reason else None)
-            log.flush()
-            state.update_state(
-                "run",
-                run.pk,
-                {
-                    "status": run_status,
-                    "error": reason,
-                    "finished_at": moment,
-                    "lease_expires_at": None,
-                },
-                expected_version=current.version,
-                actor=self.actor,
-            )
+            if kind == "rollback":
+                # As LangGraph Server: a rolled-back run is deleted, as its checkpoints were.
+                state.delete_state("run", run.pk, actor=self.actor)
+            else:
+                # In the transaction that ends the run: an attempt whose end did not commit
+                # (the database went away) leaves no terminal event for streams to stop at.
+                event = {"status": run_status, "error": reason} if reason else None
+                log.add(terminal_event, event)
+                log.flush()
+                state.update_state(
+                    "run",
+                    run.pk,
+                    {
+                        "status": run_status,
+                        "error": reason,
+                        "finished_at": moment,
+                        "lease_expires_at": None,
+                    },
+                    expected_version=current.version,
+                    actor=self.actor,
+                )
             state.update_state("thread", run.thread_id, thread_changes, actor=self.actor)
             transaction.on_commit(lambda: start_next_run(run.thread_id))
         return run_status

@@ -18,7 +18,7 @@ from core.ids import system_assistant_id
 from core.metadata import InvalidJSON, normalize_metadata
 from core.time import now
 from threads_app import registry
-from threads_app.models import Run, Thread, Workflow
+from threads_app.models import Run, Thread, Workflow, WorkflowVersion
 from threads_app.serialization import to_jsonable
 
 ACTIVE_RUN_STATUSES = (Run.Status.PENDING, Run.Status.RUNNING)
@@ -29,6 +29,10 @@ CANCEL_ACTIONS = ("interrupt", "rollback")
 
 class WorkflowNotFound(LookupError):
     pass
+
+
+class WorkflowVersionNotFound(LookupError):
+    """The assistant has no version of that number."""
 
 
 class InvalidRun(ValueError):
@@ -52,8 +56,7 @@ def ensure_system_workflow(graph_id: str, name: str = "", description: str = "")
     existing = Workflow.objects.filter(pk=workflow_id).first()
     if existing is not None:
         return existing
-    return state.create_state(
-        "workflow",
+    return new_workflow(
         {
             "id": workflow_id,
             "graph_id": graph_id,
@@ -63,6 +66,67 @@ def ensure_system_workflow(graph_id: str, name: str = "", description: str = "")
         },
         actor="system",
     )
+
+
+def record_version(workflow: Workflow) -> WorkflowVersion:
+    """Store the assistant as it is now as its version ``workflow.assistant_version``."""
+    return WorkflowVersion.objects.create(
+        workflow=workflow,
+        version=workflow.assistant_version,
+        graph_id=workflow.graph_id,
+        name=workflow.name,
+        description=workflow.description,
+        config=workflow.config,
+        context=workflow.context,
+        metadata=workflow.metadata,
+    )
+
+
+def new_workflow(initial: dict, actor=None) -> Workflow:
+    """Create a workflow with its version 1 (LangGraph Server's assistant versions)."""
+    with transaction.atomic():
+        workflow = state.create_state("workflow", initial, actor=actor)
+        record_version(workflow)
+    return workflow
+
+
+def patch_workflow(workflow_id, changes: dict, actor=None) -> Workflow:
+    """Apply ``changes`` as a new version of the assistant (metadata merged, as
+    LangGraph Server does), under the row's lock."""
+    with transaction.atomic():
+        locked = Workflow.objects.select_for_update().filter(pk=workflow_id).first()
+        if locked is None:
+            raise state.EntityNotFound("workflow", workflow_id)
+        changes = dict(changes)
+        if "metadata" in changes:
+            changes["metadata"] = locked.metadata | changes["metadata"]
+        latest = locked.versions.order_by("-version").values_list("version", flat=True).first()
+        changes["assistant_version"] = (latest or locked.assistant_version) + 1
+        workflow = state.update_state("workflow", locked.pk, changes, actor=actor)
+        record_version(workflow)
+    return workflow
+
+
+def set_latest_version(workflow_id, version: int, actor=None) -> Workflow:
+    """Make version ``version`` the assistant's current one (its graph, name, config,
+    context and metadata); WorkflowVersionNotFound if it has no such version."""
+    with transaction.atomic():
+        locked = Workflow.objects.select_for_update().filter(pk=workflow_id).first()
+        if locked is None:
+            raise state.EntityNotFound("workflow", workflow_id)
+        chosen = locked.versions.filter(version=version).first()
+        if chosen is None:
+            raise WorkflowVersionNotFound(f"Version {version} not found for assistant {locked.pk}")
+        changes = {
+            "assistant_version": chosen.version,
+            "graph_id": chosen.graph_id,
+            "name": chosen.name,
+            "description": chosen.description,
+            "config": chosen.config,
+            "context": chosen.context,
+            "metadata": chosen.metadata,
+        }
+        return state.update_state("workflow", locked.pk, changes, actor=actor)
 
 
 def sync_system_workflows() -> list[Workflow]:
@@ -105,8 +169,7 @@ def create_workflow(graph_id: str, name: str = "", config=None, metadata=None, a
     """A further workflow on a registered graph (same graph, other config)."""
     if graph_id not in registry.graph_ids():
         raise WorkflowNotFound(f"no graph {graph_id!r} (known: {', '.join(registry.graph_ids())})")
-    return state.create_state(
-        "workflow",
+    return new_workflow(
         {
             "graph_id": graph_id,
             "name": name or graph_id,
@@ -360,9 +423,17 @@ def create_run(
         if multitask_strategy in CANCEL_ACTIONS:
             for other in active:
                 cancel_run(other.pk, action=multitask_strategy, actor=actor)
+        # As LangGraph Server: the thread's stored metadata names the graph and assistant
+        # of its latest run (so a metadata search finds it), and a thread belongs to the
+        # graph of its first run.
+        thread_changes: dict[str, Any] = {}
+        named = {"graph_id": workflow.graph_id, "assistant_id": str(workflow.pk)}
+        if any(locked.metadata.get(key) != value for key, value in named.items()):
+            thread_changes["metadata"] = locked.metadata | named
         if locked.workflow_id is None:
-            # A thread belongs to the graph of its first run (as in LangGraph Server).
-            state.update_state("thread", locked.pk, {"workflow": workflow}, actor=actor)
+            thread_changes["workflow"] = workflow
+        if thread_changes:
+            state.update_state("thread", locked.pk, thread_changes, actor=actor)
         run = state.create_state(
             "run",
             {
@@ -398,12 +469,13 @@ def enqueue(run_id, countdown: float | None = None) -> None:
     send_run(run_id, countdown)
 
 
-def cancel_run(run_id, action: str = "interrupt", actor=None) -> Run:
+def cancel_run(run_id, action: str = "interrupt", actor=None) -> Run | None:
     """Cancel a run from any process.
 
     A pending run is cancelled at once; a running one is asked to stop, and its worker
     stops at the next step boundary (``interrupt`` keeps the checkpoints written so far,
-    ``rollback`` removes them and restores the thread).
+    ``rollback`` removes them, restores the thread and deletes the run, as LangGraph
+    Server does). Returns the run, or None for a pending run rolled back (deleted).
     """
     if action not in CANCEL_ACTIONS:
         raise InvalidRun(f"unknown cancel action {action!r} (use interrupt or rollback)")
@@ -417,6 +489,13 @@ def cancel_run(run_id, action: str = "interrupt", actor=None) -> Run:
         run = Run.objects.select_for_update().get(pk=run_id)
         if run.status in Run.FINAL_STATUSES:
             raise RunFinished(f"run {run.pk} has already finished ({run.status})")
+        if run.status == Run.Status.PENDING and action == "rollback":
+            from checkpoints_app.saver import DjangoSaver
+
+            # A run sent back to pending (its worker lost) may have written checkpoints.
+            DjangoSaver().delete_for_runs([str(run.pk)])
+            state.delete_state("run", run.pk, actor=actor)
+            return None
         if run.status == Run.Status.PENDING:
             changes = {
                 "status": Run.Status.INTERRUPTED,
@@ -429,12 +508,13 @@ def cancel_run(run_id, action: str = "interrupt", actor=None) -> Run:
         return state.update_state("run", run.pk, changes, expected_version=run.version, actor=actor)
 
 
-def wait_for_run(run_id, timeout: float = 60.0, poll: float = 0.05) -> Run:
-    """Block until the run reaches a final status (or ``timeout``); returns it."""
+def wait_for_run(run_id, timeout: float = 60.0, poll: float = 0.05) -> Run | None:
+    """Block until the run reaches a final status (or ``timeout``); returns it, or None
+    once it is deleted (rolled back, say)."""
     deadline = time.monotonic() + timeout
     while True:
-        run = Run.objects.get(pk=run_id)
-        if run.status in Run.FINAL_STATUSES or time.monotonic() >= deadline:
+        run = Run.objects.filter(pk=run_id).first()
+        if run is None or run.status in Run.FINAL_STATUSES or time.monotonic() >= deadline:
             return run
         time.sleep(poll)
 

@@ -193,16 +193,16 @@ def test_cancel_interrupt_stops_at_a_step_boundary_and_keeps_checkpoints(thread)
     assert len(checkpoints(thread.pk, run.pk)) > 1
 
 
-def test_cancel_rollback_removes_the_runs_checkpoints(thread):
+def test_cancel_rollback_removes_the_runs_checkpoints_and_the_run(thread):
     first = finished(services.create_run(thread, input={"steps": 2}))
     before = checkpoints(thread.pk)
     run = services.create_run(thread, input={"steps": 200, "delay_s": 0.05})
     _running(run)
 
     services.cancel_run(run.pk, action="rollback")
-    run = finished(run)
 
-    assert run.status == "interrupted"
+    assert services.wait_for_run(run.pk) is None  # deleted, as LangGraph Server does
+    assert not Run.objects.filter(pk=run.pk).exists()
     assert checkpoints(thread.pk, run.pk) == []
     assert len(checkpoints(thread.pk)) == len(before)
     thread.refresh_from_db()
@@ -261,8 +261,8 @@ def test_rollback_strategy_removes_the_first_runs_checkpoints(thread):
 
     second = services.create_run(thread, input={"steps": 2}, multitask_strategy="rollback")
 
-    first, second = finished(first), finished(second)
-    assert first.status == "interrupted"
+    second = finished(second)
+    assert services.wait_for_run(first.pk) is None  # the rolled-back run is deleted
     assert second.status == "success"
     assert checkpoints(thread.pk, first.pk) == []
 
