@@ -10,6 +10,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from corsheaders.defaults import default_headers as corsheaders_default_headers
 from django.core.exceptions import ImproperlyConfigured
 
 from config.env import env_bool, env_float, env_int, env_list, env_str
@@ -60,6 +61,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "channels",
+    "corsheaders",
     "core",
     "sessions_app",
     "threads_app",
@@ -71,6 +73,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # First, as django-cors-headers asks: it answers preflights itself.
+    "corsheaders.middleware.CorsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -217,6 +221,18 @@ else:
 
 # The langgraph.json whose graphs Statehouse runs (LangGraph's own format).
 STATEHOUSE_GRAPHS_FILE = env_str("STATEHOUSE_GRAPHS_FILE", str(BASE_DIR / "langgraph.json"))
+# --- CORS (django-cors-headers): browser apps on other origins calling the API ----------
+
+# Only the JSON API; the admin and the pages stay same-origin.
+CORS_URLS_REGEX = r"^/api/.*$"
+# Production: the origins listed (e.g. https://chat.example.com); none by default.
+CORS_ALLOWED_ORIGINS = env_list("CORS_ALLOWED_ORIGINS", [])
+if DEBUG or not (DATABASE_URL or REDIS_URL):
+    # Embedded mode: any local origin (a dev server on any port), as `langgraph dev` allows.
+    CORS_ALLOWED_ORIGIN_REGEXES = [r"^http://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?$"]
+CORS_ALLOW_HEADERS = (*corsheaders_default_headers, "x-api-key", "last-event-id")
+CORS_EXPOSE_HEADERS = ["content-location", "location"]
+
 
 # Runs: a worker holds a lease on the run it executes and renews it with a heartbeat;
 # the sweeper requeues runs whose lease expired (their worker died).
