@@ -71,10 +71,10 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    "django.middleware.security.SecurityMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
     # First, as django-cors-headers asks: it answers preflights itself.
     "corsheaders.middleware.CorsMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -217,10 +217,6 @@ if REDIS_URL:
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
-# --- Statehouse ------------------------------------------------------------------------
-
-# The langgraph.json whose graphs Statehouse runs (LangGraph's own format).
-STATEHOUSE_GRAPHS_FILE = env_str("STATEHOUSE_GRAPHS_FILE", str(BASE_DIR / "langgraph.json"))
 # --- CORS (django-cors-headers): browser apps on other origins calling the API ----------
 
 # Only the JSON API; the admin and the pages stay same-origin.
@@ -233,6 +229,10 @@ if DEBUG or not (DATABASE_URL or REDIS_URL):
 CORS_ALLOW_HEADERS = (*corsheaders_default_headers, "x-api-key", "last-event-id")
 CORS_EXPOSE_HEADERS = ["content-location", "location"]
 
+# --- Statehouse ------------------------------------------------------------------------
+
+# The langgraph.json whose graphs Statehouse runs (LangGraph's own format).
+STATEHOUSE_GRAPHS_FILE = env_str("STATEHOUSE_GRAPHS_FILE", str(BASE_DIR / "langgraph.json"))
 
 # Runs: a worker holds a lease on the run it executes and renews it with a heartbeat;
 # the sweeper requeues runs whose lease expired (their worker died).
