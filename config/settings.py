@@ -73,6 +73,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # First, as django-cors-headers asks: it answers preflights itself.
     "corsheaders.middleware.CorsMiddleware",
+    "config.middleware.ApiMethodNotAllowed",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

@@ -329,3 +329,19 @@ def test_an_unknown_api_path_without_a_key_is_a_json_404_too():
     response = Client().get("/api/nope")
     assert response.status_code == 404
     assert response.json() == {"detail": "Not Found"}
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("delete", "/api/threads/{thread}/state", {"GET", "POST"}),
+        ("put", "/api/threads/{thread}", {"GET", "PATCH", "DELETE"}),
+        ("get", "/api/threads/search", {"POST"}),
+    ],
+)
+def test_a_known_path_with_a_method_it_lacks_is_a_json_405(api, thread, method, path, allowed):
+    response = getattr(api, method)(path.format(thread=thread.pk))
+    assert response.status_code == 405
+    assert response["Content-Type"].startswith("application/json")
+    assert response.json() == {"detail": "Method Not Allowed"}
+    assert {m.strip() for m in response["Allow"].split(",")} == allowed
