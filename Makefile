@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test bench lint format venv clean
+.PHONY: run test bench lint format venv clean api-key manage
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,16 @@ run: $(STAMP)
 	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py ensure_admin
 	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py load_demo
 	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py serve --host $(HOST) --port $(PORT)
+
+# An API key (printed once) in the environment `make run` uses: make api-key OWNER=admin NAME=laptop
+OWNER ?= admin
+NAME ?=
+api-key: $(STAMP)
+	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py create_api_key $(OWNER) --name "$(NAME)"
+
+# Any manage.py command in that environment: make manage CMD="changepassword admin"
+manage: $(STAMP)
+	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py $(CMD)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
