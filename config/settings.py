@@ -68,6 +68,8 @@ INSTALLED_APPS = [
     "checkpoints_app",
     "history_app",
     "axes",
+    # django-ninja's bundled Swagger UI files: /api/docs works without the internet.
+    "ninja",
 ]
 
 MIDDLEWARE = [
@@ -171,6 +173,8 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
+# The admin writes times to the second with the zone, as the status pages do.
+FORMAT_MODULE_PATH = ["core.formats"]
 
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"

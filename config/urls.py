@@ -9,6 +9,9 @@ admin.site.site_title = "Statehouse"
 admin.site.index_title = "Agent state"
 # The admin's "View site" leads to the live status pages.
 admin.site.site_url = "/status/"
+# No app list beside every page: the changelists get the width of the screen (the index
+# page lists the apps).
+admin.site.enable_nav_sidebar = False
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="admin:index", permanent=False)),

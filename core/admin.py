@@ -12,7 +12,7 @@ from django.db import connections, models
 from django.forms.fields import InvalidJSONInput
 from django.template.response import TemplateResponse
 from django.urls import reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.views import defaults
 
 from core import state
@@ -40,6 +40,30 @@ def changelist_link(model, label: str, **filters) -> str:
     url = reverse(f"admin:{meta.app_label}_{meta.model_name}_changelist")
     query = "&".join(f"{key}={value}" for key, value in filters.items())
     return format_html('<a href="{}?{}">{}</a>', url, query, label)
+
+
+def timeline_link(thread_id, label: str = "Checkpoint timeline") -> str:
+    """A link to a thread's checkpoint timeline (its root namespace)."""
+    url = reverse("admin:checkpoints_app_checkpoint_timeline", args=[str(thread_id)])
+    return format_html('<a href="{}?ns=">{}</a>', url, label)
+
+
+def join_links(*links) -> str:
+    """Links (already-escaped HTML) side by side, separated by a middle dot."""
+    return format_html_join(" · ", "{}", ((link,) for link in links))
+
+
+def money_column(field: str, description: str = "cost"):
+    """An admin column for ``list_display`` showing a Decimal field as dollars the way
+    every page writes them (``$0.00184``, never ``0E-10``), sortable by the field."""
+    from core.live import money
+
+    @admin.display(description=description, ordering=field)
+    def column(obj):
+        return money(getattr(obj, field))
+
+    column.__name__ = f"{field}_money"
+    return column
 
 
 class EstimatedCountPaginator(Paginator):

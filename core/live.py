@@ -5,11 +5,14 @@ script (``core/static/statehouse/live.js``) updates every badge of an entity whe
 change of it arrives on the page's feed.
 """
 
+import contextlib
 import json
-from decimal import Decimal
+from datetime import datetime, timedelta
+from decimal import Decimal, InvalidOperation
 
 from django.contrib import admin
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.html import format_html
 
 from core.ids import short_id
@@ -57,18 +60,67 @@ def status_page_link(obj) -> str:
 
 
 def money(value) -> str:
-    """Dollars: cents from a dollar up, the significant digits below."""
+    """Dollars, the one way every page writes them: cents from a dollar up, the
+    significant digits below (``$0.00184``), the sign before the dollar sign
+    (``-$0.00184``), ``$0`` for nothing and a dash for no price."""
     if value is None or value == "":
         return "—"
-    value = Decimal(value)
+    try:
+        value = Decimal(value)
+    except (InvalidOperation, TypeError, ValueError):
+        return "—"
     if value == 0:
         return "$0"
-    if abs(value) >= 1:
-        return f"${value:,.2f}"
-    text = f"${abs(value):.6f}".rstrip("0").rstrip(".")
-    if text == "$0":
-        text = "<$0.000001"
-    return f"-{text}" if value < 0 else text
+    sign = "-" if value < 0 else ""
+    value = abs(value)
+    if value >= 1:
+        return f"{sign}${value:,.2f}"
+    text = f"{value:.6f}".rstrip("0").rstrip(".")
+    if text == "0":
+        return f"{sign}<$0.000001" if sign else "<$0.000001"
+    return f"{sign}${text}"
+
+
+TIME_FORMAT = "%Y-%m-%d %H:%M:%S %Z"
+
+
+def when(value, precision: str = "s") -> str:
+    """A moment, the one way every page writes it: date, time to the second, zone
+    (``2026-12-01 07:29:43 UTC``, in the current time zone); ``precision="ms"`` adds
+    milliseconds (checkpoints a few ms apart); a dash for none."""
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            value = datetime.fromisoformat(value)
+    if not isinstance(value, datetime):
+        return "—"
+    if timezone.is_aware(value):
+        value = timezone.localtime(value)
+    if precision == "ms":
+        zone = value.strftime("%Z")
+        return f"{value:%Y-%m-%d %H:%M:%S}.{value.microsecond // 1000:03d} {zone}".strip()
+    return value.strftime(TIME_FORMAT).strip()
+
+
+def duration(start, end=None) -> str:
+    """How long from ``start`` to ``end`` (a timedelta, or two moments; ``end`` defaults
+    to now): ``11 s``, ``4 min 12 s``, ``2 h 5 min``, ``3 d 4 h``; a dash when unknown."""
+    if isinstance(start, timedelta):
+        delta = start
+    elif isinstance(start, datetime):
+        delta = (end or timezone.now()) - start
+    else:
+        return "—"
+    seconds = max(int(delta.total_seconds()), 0)
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds} s" if seconds else f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    days, hours = divmod(hours, 24)
+    return f"{days} d {hours} h" if hours else f"{days} d"
 
 
 def tokens(value) -> str:
@@ -116,6 +168,7 @@ def tool_call_labels(calls) -> list[str]:
 __all__ = [
     "DASHBOARD_FEED",
     "badge",
+    "duration",
     "feed_path",
     "live_status",
     "message_role",
@@ -126,4 +179,5 @@ __all__ = [
     "status_url",
     "tokens",
     "tool_call_labels",
+    "when",
 ]

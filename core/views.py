@@ -11,9 +11,10 @@ from functools import wraps
 from django.apps import apps
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
-from django.db.models import Sum
+from django.db.models import Q, Sum
 from django.http import Http404
 from django.shortcuts import render
+from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
@@ -21,7 +22,9 @@ from core import live
 from core.time import now
 
 LIST_LIMIT = 20
+QUEUE_LIMIT = 10
 ERROR_WINDOW = timedelta(hours=24)
+NO_INTERRUPT = Q(interrupts=[]) | Q(interrupts__isnull=True)
 
 
 def staff_required(view):
@@ -66,6 +69,17 @@ def usage_today() -> dict:
     return {"tokens": sums["tokens"] or 0, "cost": sums["cost"] or 0, "calls": sums["calls"] or 0}
 
 
+def listing(queryset, limit: int, admin_url: str = "") -> dict:
+    """A capped list with the count of everything it stands for, and where the rest is."""
+    rows = list(queryset[:limit])
+    total = len(rows) if len(rows) < limit else queryset.count()
+    return {"rows": rows, "total": total, "capped": total > len(rows), "admin_url": admin_url}
+
+
+def _admin(url_name: str, query: str) -> str:
+    return reverse(f"admin:{url_name}") + "?" + query
+
+
 def dashboard_context() -> dict:
     Session = apps.get_model("sessions_app", "Session")
     Thread = apps.get_model("threads_app", "Thread")
@@ -76,42 +90,64 @@ def dashboard_context() -> dict:
     runs = Run.objects.select_related("thread", "workflow")
     pending = Run.objects.filter(status="pending")
     oldest_pending = pending.order_by("created_at").values_list("created_at", flat=True).first()
+    interrupted = threads.filter(status="interrupted")
+    lists = {
+        "running_threads": listing(
+            threads.filter(status="busy").order_by("-updated_at"),
+            LIST_LIMIT,
+            _admin("threads_app_thread_changelist", "status__exact=busy"),
+        ),
+        # A thread waits for a human when it has a question; one restored or forked to
+        # a checkpoint with nodes still to run (and no question) is only paused.
+        "waiting_threads": listing(
+            interrupted.exclude(NO_INTERRUPT).order_by("-updated_at"),
+            LIST_LIMIT,
+            _admin("threads_app_thread_changelist", "status__exact=interrupted"),
+        ),
+        "paused_threads": listing(
+            interrupted.filter(NO_INTERRUPT).order_by("-updated_at"),
+            LIST_LIMIT,
+            _admin("threads_app_thread_changelist", "status__exact=interrupted"),
+        ),
+        "queued_runs": listing(
+            pending.select_related("thread", "workflow").order_by("created_at"),
+            QUEUE_LIMIT,
+            _admin("threads_app_run_changelist", "status__exact=pending"),
+        ),
+        "expired_runs": listing(
+            runs.filter(status="running", lease_expires_at__lt=moment).order_by("lease_expires_at"),
+            LIST_LIMIT,
+            _admin("threads_app_run_changelist", "status__exact=running"),
+        ),
+        "active_sessions": listing(
+            Session.objects.filter(status="active", active_thread_count__gt=0)
+            .select_related("owner")
+            .order_by("-last_activity_at"),
+            LIST_LIMIT,
+            _admin("sessions_app_session_changelist", "status__exact=active"),
+        ),
+        "recent_errors": listing(
+            runs.filter(
+                status__in=("error", "timeout"), created_at__gte=moment - ERROR_WINDOW
+            ).order_by("-created_at"),
+            QUEUE_LIMIT,
+            _admin("threads_app_run_changelist", "status__in=error,timeout"),
+        ),
+    }
     return {
         "now": moment,
+        # Each figure counts what its list below stands for.
         "counts": {
-            "active_sessions": Session.objects.filter(status="active").count(),
-            "running_threads": Thread.objects.filter(status="busy").count(),
-            "waiting_threads": Thread.objects.filter(status="interrupted").count(),
-            "queue_depth": pending.count(),
-            "expired_leases": Run.objects.filter(
-                status="running", lease_expires_at__lt=moment
-            ).count(),
+            "active_sessions": lists["active_sessions"]["total"],
+            "running_threads": lists["running_threads"]["total"],
+            "waiting_threads": lists["waiting_threads"]["total"],
+            "queue_depth": lists["queued_runs"]["total"],
+            "expired_leases": lists["expired_runs"]["total"],
             "running_runs": Run.objects.filter(status="running").count(),
         },
         "oldest_pending": oldest_pending,
         "usage_today": usage_today(),
-        "active_sessions": list(
-            Session.objects.filter(status="active", active_thread_count__gt=0)
-            .select_related("owner")
-            .order_by("-last_activity_at")[:LIST_LIMIT]
-        ),
-        "running_threads": list(threads.filter(status="busy").order_by("-updated_at")[:LIST_LIMIT]),
-        "waiting_threads": list(
-            threads.filter(status="interrupted").order_by("-updated_at")[:LIST_LIMIT]
-        ),
-        "queued_runs": list(
-            pending.select_related("thread", "workflow").order_by("created_at")[:10]
-        ),
-        "expired_runs": list(
-            runs.filter(status="running", lease_expires_at__lt=moment).order_by("lease_expires_at")[
-                :LIST_LIMIT
-            ]
-        ),
-        "recent_errors": list(
-            runs.filter(
-                status__in=("error", "timeout"), created_at__gte=moment - ERROR_WINDOW
-            ).order_by("-created_at")[:10]
-        ),
+        **lists,
         "alerts": list(Alert.objects.select_related("budget")[:10]) if Alert else None,
     }
 

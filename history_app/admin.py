@@ -10,6 +10,7 @@ from django.utils.html import format_html
 from core import state
 from core.admin import ReadOnlyAdmin, admin_link, pretty_json
 from core.ids import short_id
+from core.live import money
 from history_app.models import (
     Alert,
     Budget,
@@ -244,9 +245,9 @@ class LLMCallAdmin(PlacementLinks, ReadOnlyAdmin):
             "Cost (USD)",
             {
                 "fields": (
-                    "cost_input",
-                    "cost_output",
-                    "cost_total",
+                    "cost_input_money",
+                    "cost_output_money",
+                    "cost_total_money",
                     "cost_source",
                     "pricing_version",
                 )
@@ -266,11 +267,23 @@ class LLMCallAdmin(PlacementLinks, ReadOnlyAdmin):
                 return found, False
         return super().get_search_results(request, queryset, search_term)
 
+    @admin.display(description="input cost")
+    def cost_input_money(self, obj):
+        return money(obj.cost_input)
+
+    @admin.display(description="output cost")
+    def cost_output_money(self, obj):
+        return money(obj.cost_output)
+
+    @admin.display(description="total cost")
+    def cost_total_money(self, obj):
+        return money(obj.cost_total)
+
     @admin.display(description="cost", ordering="cost_total")
     def cost(self, obj):
         if obj.cost_total is None:
             return format_html('<span title="{}">—</span>', "unpriced")
-        return f"${obj.cost_total.normalize():f}"
+        return money(obj.cost_total)
 
     @admin.display(description="user")
     def user_ref(self, obj):

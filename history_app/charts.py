@@ -77,7 +77,13 @@ def bar_chart(
         )
         if index % label_every == 0 or index == len(points) - 1:
             labels.append(Bar(round(x + slot * 0.35, 2), height - 6, 0, 0, label, label))
-    ticks = [Tick(round(top + plot_h * (1 - i / 4), 2), fmt(peak * i / 4)) for i in range(5)]
+    empty = not any(values)
+    ticks = []
+    for i in range(1 if empty else 5):  # an empty chart has only its zero line
+        label = fmt(peak * i / 4)
+        if ticks and label == ticks[-1].label:
+            continue  # whole-number values under 4: no repeated labels
+        ticks.append(Tick(round(top + plot_h * (1 - i / 4), 2), label))
     return Chart(
         width=width,
         height=height,
@@ -86,6 +92,6 @@ def bar_chart(
         bars=bars,
         ticks=ticks,
         x_labels=labels,
-        empty=not any(values),
+        empty=empty,
         description=title,
     )

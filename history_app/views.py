@@ -6,7 +6,6 @@ import hmac
 import logging
 import uuid
 from datetime import date, timedelta
-from decimal import Decimal
 
 from asgiref.sync import sync_to_async
 from channels import DEFAULT_CHANNEL_LAYER
@@ -21,6 +20,7 @@ from django.utils.dateparse import parse_date
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+from core import live
 from core.time import now
 from history_app import charts, metrics, services
 from history_app.models import DailyModelUsage
@@ -31,15 +31,8 @@ MAX_DAYS = 366
 
 
 def money(value) -> str:
-    """Dollars for people: cents above a dollar, the significant digits below."""
-    if value is None:
-        return "—"
-    value = Decimal(value)
-    if value == 0:
-        return "$0"
-    if abs(value) >= 1:
-        return f"${value:,.2f}"
-    return f"${value:.6f}".rstrip("0").rstrip(".")
+    """Dollars as every page writes them (core.live.money)."""
+    return live.money(value)
 
 
 def tokens(value) -> str:

@@ -9,9 +9,17 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from core import state
-from core.admin import StatefulAdmin, admin_link, changelist_link, pretty_json
-from core.live import live_status, status_page_link
-from history_app.models import StateEvent
+from core.admin import (
+    StatefulAdmin,
+    admin_link,
+    changelist_link,
+    join_links,
+    money_column,
+    pretty_json,
+    timeline_link,
+)
+from core.live import live_status, money, status_page_link
+from history_app.models import LLMCall, Message, StateEvent
 from threads_app import services
 from threads_app.models import Run, Thread, Workflow
 
@@ -74,9 +82,8 @@ class ThreadAdmin(StatefulAdmin):
         "workflow",
         live_status,
         "total_tokens",
-        "total_cost",
+        money_column("total_cost"),
         "started_at",
-        "updated_at",
         status_page_link,
     )
     list_filter = ("status", "workflow", "created_at")
@@ -85,7 +92,11 @@ class ThreadAdmin(StatefulAdmin):
     raw_id_fields = ("session",)
     date_hierarchy = "created_at"
     inlines = (RunInline,)
+    # The runtime owns a thread's status and error (its runs set them); an operator
+    # changes them through the actions (cancel, resume, restore), never by hand.
     readonly_fields = (
+        "status",
+        "error",
         "session_link",
         "values_json",
         "interrupts_json",
@@ -185,15 +196,19 @@ class ThreadAdmin(StatefulAdmin):
     @admin.display(description="usage")
     def usage(self, obj):
         return pretty_json(
-            {"calls": obj.total_calls, "tokens": obj.total_tokens, "cost_usd": str(obj.total_cost)}
+            {"calls": obj.total_calls, "tokens": obj.total_tokens, "cost": money(obj.total_cost)}
         )
 
     @admin.display(description="related")
     def links(self, obj):
-        return (
-            changelist_link(Run, "Runs", thread__id__exact=obj.pk)
-            + " · "
-            + changelist_link(StateEvent, "State changes", entity_id=obj.pk)
+        if obj.pk is None or obj._state.adding:
+            return "-"
+        return join_links(
+            changelist_link(Run, "Runs", thread__id__exact=obj.pk),
+            timeline_link(obj.pk),
+            changelist_link(Message, "Messages", thread__id__exact=obj.pk),
+            changelist_link(LLMCall, "LLM calls", thread__id__exact=obj.pk),
+            changelist_link(StateEvent, "State changes", entity_id=obj.pk),
         )
 
 
@@ -288,9 +303,22 @@ class RunAdmin(StatefulAdmin):
     def cancel_runs(self, request, queryset):
         self._cancel(request, queryset, "interrupt")
 
-    @admin.action(description="Cancel and roll back", permissions=["change"])
+    @admin.action(description="Cancel and roll back…", permissions=["change"])
     def rollback_runs(self, request, queryset):
-        self._cancel(request, queryset, "rollback")
+        """Asks first (as "delete selected" does): a rollback deletes checkpoints."""
+        if request.POST.get("confirm") == "yes":
+            self._cancel(request, queryset, "rollback")
+            return None
+        runs = list(queryset.select_related("thread"))
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Cancel and roll back these runs?",
+            "opts": self.model._meta,
+            "runs": runs,
+            "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+            "select_across": request.POST.get("select_across", "0"),
+        }
+        return TemplateResponse(request, "admin/threads_app/run/rollback_confirm.html", context)
 
     @admin.action(description="Retry (a new run with the same request)", permissions=["change"])
     def retry_runs(self, request, queryset):

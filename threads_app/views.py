@@ -1,4 +1,5 @@
-"""The thread status page and its actions: resume an interrupt, cancel and retry runs.
+"""The thread status page and its actions: resume an interrupt, continue from a checkpoint,
+cancel and retry runs.
 
 The page is complete without JavaScript; the live script keeps it current over the
 thread's feed (state changes of the thread and its runs, and the runs' streamed events)
@@ -27,7 +28,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from core import live, state
 from core.consumers import is_staff
-from core.views import fragment_name, optional_model
+from core.views import fragment_name, listing, optional_model
 from threads_app import services
 from threads_app.models import Run, RunEvent, Thread
 
@@ -99,6 +100,36 @@ def current_run(thread: Thread, request) -> Run | None:
         except (Run.DoesNotExist, ValidationError, ValueError):
             raise Http404("no such run on this thread") from None
     return runs.order_by("-created_at").first()
+
+
+def head_checkpoint(thread: Thread) -> dict | None:
+    """The thread's latest root checkpoint: id, step, source, run and when."""
+    Checkpoint = optional_model("checkpoints_app", "Checkpoint")
+    if Checkpoint is None:
+        return None
+    row = (
+        Checkpoint.objects.filter(thread_id=str(thread.pk), checkpoint_ns="")
+        .order_by("-checkpoint_id")
+        .values("checkpoint_id", "metadata", "run_id", "created_at")
+        .first()
+    )
+    if row is None:
+        return None
+    metadata = row["metadata"] if isinstance(row["metadata"], dict) else {}
+    return {
+        "id": row["checkpoint_id"],
+        "step": metadata.get("step"),
+        "source": metadata.get("source", ""),
+        "restored_from": metadata.get("restored_from", ""),
+        "run_id": row["run_id"],
+        "created_at": row["created_at"],
+    }
+
+
+def is_paused(thread: Thread) -> bool:
+    """Stopped at a checkpoint with nodes still to run and no question (a restore or a
+    fork to a step in the middle): a run started without input continues from there."""
+    return thread.status == Thread.Status.INTERRUPTED and not thread.interrupts
 
 
 def run_progress(run: Run | None) -> dict:
@@ -176,8 +207,9 @@ def checkpoints(thread: Thread) -> dict:
             )
     except Exception:
         logger.exception("listing the checkpoints of thread %s failed", thread.pk)
-        return {"rows": [], "error": "The checkpoints could not be read."}
-    return {"rows": rows, "error": ""}
+        error = "The checkpoints could not be read."
+        return {"rows": [], "error": error, "limit": CHECKPOINT_LIMIT}
+    return {"rows": rows, "error": "", "limit": CHECKPOINT_LIMIT}
 
 
 SECTIONS = {
@@ -186,18 +218,37 @@ SECTIONS = {
     "interrupts": lambda thread, request: {"interrupts": interrupts(thread)},
     "messages": lambda thread, request: {"conversation": thread_messages(thread)},
     "runs": lambda thread, request: {
-        "runs": list(thread.runs.select_related("workflow").order_by("-created_at")[:RUN_LIMIT])
+        "runs": listing(
+            thread.runs.select_related("workflow").order_by("-created_at"),
+            RUN_LIMIT,
+            reverse("admin:threads_app_run_changelist") + f"?thread__id__exact={thread.pk}",
+        )
     },
     "checkpoints": lambda thread, request: {"checkpoints": checkpoints(thread)},
 }
 
 
 def _run_section(thread, request) -> dict:
+    pinned = bool(request.GET.get("run"))
     run = current_run(thread, request)
+    head = head_checkpoint(thread)
+    # Restored (or its state set) after its newest run: that run's progress is history,
+    # not what the thread is at; the page says where the thread stands instead.
+    moved = (
+        not pinned
+        and run is not None
+        and run.status in Run.FINAL_STATUSES
+        and head is not None
+        and head["run_id"] != str(run.pk)
+        and head["created_at"] > (run.finished_at or run.created_at)
+    )
     return {
-        "run": run,
-        "progress": run_progress(run),
-        "pinned": bool(request.GET.get("run")),
+        "run": None if moved else run,
+        "older_run": run if moved else None,
+        "head": head,
+        "paused": is_paused(thread),
+        "progress": run_progress(None if moved else run),
+        "pinned": pinned,
         "run_active": run is not None and run.status not in Run.FINAL_STATUSES,
     }
 
@@ -313,12 +364,42 @@ def resume_thread(request, pk):
 
 @require_POST
 @login_required
+def continue_thread(request, pk):
+    """Start a run without input: the graph goes on from the thread's latest checkpoint
+    (after a restore or a fork to a step in the middle, the nodes it had still to run)."""
+    thread = get_object_or_404(visible_threads(request.user), pk=pk)
+    fresh = Thread.objects.get(pk=thread.pk)
+    if str(fresh.version) != request.POST.get("expected_version") or not is_paused(fresh):
+        messages.warning(
+            request,
+            "Not continued: the thread changed since the page showed it. "
+            "This is its current state.",
+        )
+        return redirect(_back(request, thread.pk))
+    try:
+        run = services.create_run(
+            fresh, multitask_strategy=Run.MultitaskStrategy.REJECT, actor=request.user
+        )
+    except (services.RunRejected, services.WorkflowNotFound, ValueError) as exc:
+        messages.error(request, f"Not continued: {_run_refused(exc)}")
+        return redirect(_back(request, thread.pk))
+    messages.success(request, f"Continued: run {run.short_id} started from the checkpoint.")
+    return redirect(_back(request, thread.pk))
+
+
+@require_POST
+@login_required
 def cancel_run(request, pk):
     run = get_object_or_404(visible_runs(request.user), pk=pk)
     action = request.POST.get("action", "interrupt")
     if action not in services.CANCEL_ACTIONS:
         messages.error(request, f"Not cancelled: unknown action {action!r}.")
         return redirect(_back(request, run.thread_id))
+    confirmed = request.POST.get("confirm") == "yes"
+    if action == "rollback" and not confirmed and run.status not in Run.FINAL_STATUSES:
+        # A rollback deletes the run's checkpoints: the page asks first.
+        context = {"run": run, "thread": run.thread, "session": run.thread.session}
+        return render(request, "status/rollback_confirm.html", context)
     try:
         services.cancel_run(run.pk, action=action, actor=request.user)
     except services.RunFinished:

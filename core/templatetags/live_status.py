@@ -27,6 +27,19 @@ def tokens(value):
 
 
 @register.filter
+def when(value, precision="s"):
+    """A moment with its date, seconds and zone: {{ run.created_at|when }} ("ms": with
+    milliseconds)."""
+    return live.when(value, precision)
+
+
+@register.filter
+def duration(start, end=None):
+    """How long from start to end (default: now): {{ run.started_at|duration:run.finished_at }}."""
+    return live.duration(start, end)
+
+
+@register.filter
 def short(value):
     return short_id(value) if value else ""
 
