@@ -18,7 +18,7 @@ from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Max, Q
 from django.http import HttpResponse, StreamingHttpResponse
 from ninja import Query, Router, Schema
 from ninja.errors import HttpError
@@ -29,6 +29,7 @@ from core.metadata import InvalidJSON, normalize_metadata
 from sessions_app.models import Session
 from threads_app import graph_state, registry, services
 from threads_app.models import Run, RunEvent, Thread, Workflow, WorkflowVersion
+from threads_app.streaming import STREAM_MODES, MessageAccumulator, event_name, sse
 
 langgraph_router = Router(tags=["LangGraph"])
 
@@ -1086,19 +1087,49 @@ def _json_stream(body, headers: dict[str, str]) -> StreamingHttpResponse:
 @langgraph_router.post("/threads/{thread_id}/runs/wait", summary="Create a run and wait for it")
 async def wait_run(request, thread_id: str, body: RunCreate):
     run = await sync_to_async(_create_run)(request, thread_id, body)
-    return _json_stream(_wait_body(run.pk), _locations(run, "/join"))
+    wait = _cancel_when_gone(_wait_body(run.pk), request, run, body.on_disconnect == "cancel")
+    return _json_stream(wait, _locations(run, "/join"))
 
 
 @langgraph_router.post("/runs/wait", summary="Create a stateless run and wait for it")
 async def wait_stateless_run(request, body: RunCreate):
     run = await sync_to_async(_create_run)(request, None, body)
-    return _json_stream(_wait_body(run.pk), _locations(run, "/join"))
+    wait = _cancel_when_gone(_wait_body(run.pk), request, run, body.on_disconnect == "cancel")
+    return _json_stream(wait, _locations(run, "/join"))
 
 
 @langgraph_router.get("/threads/{thread_id}/runs/{run_id}/join", summary="Wait for a run")
-async def join_run(request, thread_id: str, run_id: str):
+async def join_run(request, thread_id: str, run_id: str, cancel_on_disconnect: bool = False):
     run = await sync_to_async(get_run)(request, thread_id, run_id)
-    return _json_stream(_wait_body(run.pk), {})
+    wait = _cancel_when_gone(_wait_body(run.pk), request, run, cancel_on_disconnect)
+    return _json_stream(wait, _locations(run, "/join"))
+
+
+# Cancels started for clients gone away, kept until done (the loop holds tasks weakly).
+_cancelling: set[asyncio.Task] = set()
+
+
+async def _cancel_when_gone(body, request, run: Run, cancel: bool):
+    """``body``; with ``cancel`` (on_disconnect "cancel"), the run is cancelled when its
+    client goes away before the body ends (the server closes or cancels the iteration)."""
+    ended = False
+    try:
+        async for part in body:
+            yield part
+        ended = True
+    finally:
+        if cancel and not ended:
+            task = asyncio.ensure_future(sync_to_async(_cancel_gone)(run.pk, request.auth))
+            _cancelling.add(task)
+            task.add_done_callback(_cancelling.discard)
+
+
+def _cancel_gone(run_id, actor) -> None:
+    try:
+        services.cancel_run(run_id, action="interrupt", actor=actor)
+    except (services.RunFinished, state.EntityNotFound):
+        return  # it ended (or was deleted) meanwhile
+    logger.info("run %s: cancelled, its client went away (on_disconnect=cancel)", run_id)
 
 
 class RunEvents:
@@ -1108,8 +1139,8 @@ class RunEvents:
     shortens the wait, so a missed push costs at most one poll interval.
     """
 
-    def __init__(self, run_id):
-        self.group = f"run.{run_id}"
+    def __init__(self, run_id, group: str = ""):
+        self.group = group or f"run.{run_id}"
         self.layer = get_channel_layer()
         self.channel = None
         self.receiving: asyncio.Task | None = None
@@ -1162,81 +1193,60 @@ class RunEvents:
             return None
 
 
-def _sse(event: str, data: Any, event_id: int | None = None) -> bytes:
-    lines = [f"event: {event}"]
-    lines.append("data: " + json.dumps(data, default=str, separators=(",", ":")))
-    if event_id is not None:
-        lines.append(f"id: {event_id}")
-    return ("\n".join(lines) + "\n\n").encode()
+def _wanted(modes: list[str]) -> set[str]:
+    """The log's events a stream in ``modes`` sends (with the run's start and errors)."""
+    wanted = set(modes) | {"metadata", "error"}
+    if "messages-tuple" in wanted:
+        wanted.add("messages")
+    return wanted
 
 
-class MessageAccumulator:
-    """Turns stored (chunk, metadata) pairs into the `messages` mode's partial events."""
-
-    def __init__(self):
-        self.messages: dict[str, Json] = {}
-
-    def feed(self, data) -> list[tuple[str, Any]]:
-        if not isinstance(data, list) or len(data) != 2:
-            return []
-        chunk, metadata = data
-        message_id = (chunk or {}).get("id") or "unknown"
-        out = []
-        if message_id not in self.messages:
-            out.append(("messages/metadata", {message_id: {"metadata": metadata}}))
-            self.messages[message_id] = dict(chunk)
-        else:
-            current = self.messages[message_id]
-            if isinstance(current.get("content"), str) and isinstance(chunk.get("content"), str):
-                current["content"] += chunk["content"]
-            for key in ("tool_calls", "usage_metadata", "response_metadata"):
-                if chunk.get(key):
-                    current[key] = chunk[key]
-        message = dict(self.messages[message_id])
-        if message.get("type") == "AIMessageChunk":
-            message["type"] = "ai"
-        complete = chunk.get("type") != "AIMessageChunk" or chunk.get("chunk_position") == "last"
-        out.append(("messages/complete" if complete else "messages/partial", [message]))
-        return out
+def _frames(event: RunEvent, modes: list[str], accumulator: MessageAccumulator):
+    """(name, data) of what one logged event of a run becomes in a stream in ``modes``,
+    as LangGraph Server names them: ``mode|<namespace>``, but the messages/* events of
+    the ``messages`` mode carry no namespace, nor do ``events``."""
+    if event.event == "messages" and "messages-tuple" not in modes:
+        return accumulator.feed(event.data)
+    if event.event == "events":
+        return [("events", event.data)]
+    return [(event_name(event.event, event.namespace), event.data)]
 
 
-async def _event_stream(run_id, modes: list[str], last_id: int, subgraphs: bool):
-    """The run's events as SSE, from ``last_id`` on, until it ends (with heartbeats).
+async def _event_stream(run_id, modes: list[str], last_id: int | None, subgraphs: bool):
+    """The run's events as SSE after ``last_id`` (None: those logged from now on) until
+    it ends, with heartbeats. Like LangGraph Server's, the stream just closes at the
+    run's end (no end event); a failed run's last event is its ``error``.
 
     Ends with an ``error`` event when the database stays unreachable (see _db)."""
-    wanted = set(modes) | {"metadata", "end", "error"}
-    if "messages-tuple" in wanted or "messages" in wanted:
-        wanted.add("messages")
-    tuples = "messages-tuple" in modes
+    wanted = _wanted(modes)
     accumulator = MessageAccumulator()
     heartbeat = settings.STATEHOUSE_SSE_HEARTBEAT_S
     try:
         async with RunEvents(run_id) as feed:
+            if last_id is None:
+                last_id = await _db(_last_seq, run_id)
             idle = 0.0
             while True:
                 events = await _db(_events_after, run_id, last_id)
                 for event in events:
                     last_id = event.seq
+                    if event.event == "end":
+                        return
                     if event.event not in wanted or (event.namespace and not subgraphs):
                         continue
-                    suffix = f"|{event.namespace}" if event.namespace else ""
-                    if event.event == "messages" and not tuples:
-                        for name, data in accumulator.feed(event.data):
-                            yield _sse(name + suffix, data, event.seq)
-                        continue
-                    if event.event in ("end", "error"):
-                        yield _sse(*(await _db(_terminal, run_id, event)), event.seq)
+                    if event.event == "error":
+                        yield sse("error", _error_data(event), event.seq)
                         return
-                    yield _sse(event.event + suffix, event.data, event.seq)
+                    for name, data in _frames(event, modes, accumulator):
+                        yield sse(name, data, event.seq)
                 if events:
                     idle = 0.0
                     continue
                 status = await _db(_run_status, run_id)
                 if status is None:
-                    yield _sse("error", _deleted(run_id))
+                    yield sse("error", _deleted(run_id))
                     return
                 if status in Run.FINAL_STATUSES and not await _db(_more, run_id, last_id):
-                    yield _sse("end", {"run_id": str(run_id), "status": status})
                     return
                 if await feed.wait(POLL_S) is None:
                     idle += POLL_S
@@ -1244,7 +1254,7 @@ async def _event_stream(run_id, modes: list[str], last_id: int, subgraphs: bool)
                         idle = 0.0
                         yield b": heartbeat\n\n"
     except DatabaseLost:
-        yield _sse("error", _lost(run_id, last_id))
+        yield sse("error", _lost(run_id, last_id))
 
 
 async def _events_after(run_id, last_id) -> list[RunEvent]:
@@ -1252,28 +1262,31 @@ async def _events_after(run_id, last_id) -> list[RunEvent]:
     return [e async for e in query]
 
 
+async def _last_seq(run_id) -> int:
+    last = await RunEvent.objects.filter(run_id=run_id).aaggregate(last=Max("seq"))
+    return last["last"] or 0
+
+
 async def _more(run_id, last_id) -> bool:
     return await RunEvent.objects.filter(run_id=run_id, seq__gt=last_id).aexists()
 
 
-async def _terminal(run_id, event: RunEvent) -> tuple[str, Any]:
-    status = await _run_status(run_id)
-    if event.event == "error":
-        message = (event.data or {}).get("error", "") if isinstance(event.data, dict) else ""
-        kind, _, detail = message.partition(": ")
-        return "error", {"error": kind or status, "message": detail or message}
-    return "end", {"run_id": str(run_id), "status": status}
+def _error_data(event: RunEvent) -> dict[str, str]:
+    """A failed run's error as LangGraph Server sends it: ``{"error", "message"}``."""
+    data = event.data if isinstance(event.data, dict) else {}
+    message = data.get("error") or ""
+    kind, _, detail = message.partition(": ")
+    return {"error": kind or data.get("status") or "error", "message": detail or message}
 
 
-def _sse_response(run: Run, modes, last_id: int, subgraphs: bool, created: bool):
-    response = StreamingHttpResponse(
-        _event_stream(run.pk, modes, last_id, subgraphs), content_type="text/event-stream"
-    )
+def _sse_response(request, run: Run, modes, last_id: int | None, subgraphs: bool, cancel: bool):
+    """The run's stream; every event carries its id (every run's log is kept, so every
+    stream can be joined again after a drop from ``Last-Event-ID``)."""
+    body = _cancel_when_gone(_event_stream(run.pk, modes, last_id, subgraphs), request, run, cancel)
+    response = StreamingHttpResponse(body, content_type="text/event-stream")
     response["Cache-Control"] = "no-store"
     response["X-Accel-Buffering"] = "no"
-    if created:
-        _with_headers(response, _locations(run, "/stream"))
-    return response
+    return _with_headers(response, _locations(run, "/stream"))
 
 
 def _modes(value) -> list[str]:
@@ -1281,24 +1294,29 @@ def _modes(value) -> list[str]:
     return modes
 
 
-def _last_event_id(request) -> int:
-    raw = request.headers.get("Last-Event-ID") or "0"
+def _last_event_id(request) -> int | None:
+    """Where a join starts: after the event with the ``Last-Event-ID`` given, or (None)
+    at the events to come when there is none, or it is not one of Statehouse's ids (as
+    LangGraph Server, which replays nothing then). ``-1`` and ``0``: from the start."""
+    raw = (request.headers.get("Last-Event-ID") or "").strip()
     try:
         return max(int(raw), 0)
     except ValueError:
-        raise HttpError(400, f"Last-Event-ID must be an event id, got {raw!r}") from None
+        return None
 
 
 @langgraph_router.post("/threads/{thread_id}/runs/stream", summary="Create a run and stream it")
 async def stream_run(request, thread_id: str, body: RunCreate):
     run = await sync_to_async(_create_run)(request, thread_id, body)
-    return _sse_response(run, _modes(body.stream_mode), 0, body.stream_subgraphs, True)
+    cancel = body.on_disconnect == "cancel"
+    return _sse_response(request, run, _modes(body.stream_mode), 0, body.stream_subgraphs, cancel)
 
 
 @langgraph_router.post("/runs/stream", summary="Create a stateless run and stream it")
 async def stream_stateless_run(request, body: RunCreate):
     run = await sync_to_async(_create_run)(request, None, body)
-    return _sse_response(run, _modes(body.stream_mode), 0, body.stream_subgraphs, True)
+    cancel = body.on_disconnect == "cancel"
+    return _sse_response(request, run, _modes(body.stream_mode), 0, body.stream_subgraphs, cancel)
 
 
 @langgraph_router.get("/threads/{thread_id}/runs/{run_id}/stream", summary="Join a run's stream")
@@ -1311,8 +1329,123 @@ async def join_stream(
 ):
     run = await sync_to_async(get_run)(request, thread_id, run_id)
     modes = stream_mode.split(",") if stream_mode else (run.kwargs or {}).get("stream_mode")
+    unknown = [mode for mode in _modes(modes) if mode not in STREAM_MODES]
+    if unknown:
+        raise HttpError(422, f"unsupported stream_mode {', '.join(unknown)}")
     subgraphs = bool((run.kwargs or {}).get("stream_subgraphs"))
-    return _sse_response(run, _modes(modes), _last_event_id(request), subgraphs, False)
+    last_id = _last_event_id(request)
+    return _sse_response(request, run, _modes(modes), last_id, subgraphs, cancel_on_disconnect)
+
+
+# The thread-level stream's modes (LangGraph Server's ThreadStreamMode).
+THREAD_STREAM_MODES = ("run_modes", "lifecycle", "state_update")
+
+
+def _thread_stream_modes(request) -> list[str]:
+    """``stream_modes`` (what LangGraph Server reads) or ``stream_mode`` (what the SDKs
+    send), repeated or comma-separated; ``run_modes`` by default."""
+    values = request.GET.getlist("stream_modes") or request.GET.getlist("stream_mode")
+    modes = [mode.strip() for value in values for mode in value.split(",") if mode.strip()]
+    for mode in modes:
+        if mode not in THREAD_STREAM_MODES:
+            raise HttpError(422, f"Invalid stream mode: {mode}")
+    if "state_update" in modes:
+        raise HttpError(
+            422,
+            "stream mode state_update is not supported: Statehouse does not stream a "
+            "thread's state updates (read GET /threads/{thread_id}/state instead)",
+        )
+    return modes or ["run_modes"]
+
+
+def _thread_frames(event: RunEvent, modes: list[str], accumulators: dict):
+    """What one logged event of a run on the thread becomes in the thread's stream:
+    with ``run_modes`` every event the run streams, with ``lifecycle`` its start and
+    end; a run's end is ``metadata {"status": "run_done", "run_id"}``."""
+    run_modes = (event.run.kwargs or {}).get("stream_mode") or ["values"]
+    if event.event in ("end", "error"):
+        frames = []
+        if event.event == "error" and "run_modes" in modes:
+            frames.append(("error", _error_data(event)))
+        return [*frames, ("metadata", {"status": "run_done", "run_id": str(event.run_id)})]
+    if event.event == "metadata":
+        return [("metadata", {"run_id": str(event.run_id), "attempt": event.attempt})]
+    if "run_modes" not in modes or event.event not in _wanted(run_modes) - {"metadata"}:
+        return []
+    subgraphs = bool((event.run.kwargs or {}).get("stream_subgraphs"))
+    if event.namespace and not subgraphs:
+        return []
+    accumulator = accumulators.setdefault(event.run_id, MessageAccumulator())
+    return _frames(event, run_modes, accumulator)
+
+
+async def _thread_events_after(thread_id, last_id) -> list[RunEvent]:
+    query = (
+        RunEvent.objects.filter(run__thread_id=thread_id, id__gt=last_id)
+        .select_related("run")
+        .order_by("id")[:500]
+    )
+    return [e async for e in query]
+
+
+async def _thread_last_id(thread_id) -> int:
+    last = await RunEvent.objects.filter(run__thread_id=thread_id).aaggregate(last=Max("id"))
+    return last["last"] or 0
+
+
+async def _thread_exists(thread_id) -> bool:
+    return await Thread.objects.filter(pk=thread_id).aexists()
+
+
+async def _thread_stream(thread_id, modes: list[str], last_id: int | None):
+    """The thread's runs' events as SSE, ids the log's own (one sequence across the
+    thread's runs), until the client goes away or the thread is deleted."""
+    accumulators: dict = {}
+    heartbeat = settings.STATEHOUSE_SSE_HEARTBEAT_S
+    try:
+        async with RunEvents(None, group=f"thread.{thread_id}") as feed:
+            if last_id is None:
+                last_id = await _db(_thread_last_id, thread_id)
+            idle = 0.0
+            while True:
+                events = await _db(_thread_events_after, thread_id, last_id)
+                for event in events:
+                    last_id = event.id
+                    for name, data in _thread_frames(event, modes, accumulators):
+                        yield sse(name, data, event.id)
+                if events:
+                    idle = 0.0
+                    continue
+                if not await _db(_thread_exists, thread_id):
+                    yield sse("error", {"error": "ThreadDeleted", "message": "thread deleted"})
+                    return
+                if await feed.wait(POLL_S) is None:
+                    idle += POLL_S
+                    if idle >= heartbeat:
+                        idle = 0.0
+                        yield b": heartbeat\n\n"
+    except DatabaseLost:
+        yield sse("error", _lost(thread_id, last_id))
+
+
+@langgraph_router.get("/threads/{thread_id}/stream", summary="Join a thread's stream")
+async def join_thread_stream(request, thread_id: str):
+    """Every run's events on the thread, live (or from ``Last-Event-ID``), as LangGraph
+    Server's thread stream: ``run_modes`` (the default) and ``lifecycle``."""
+    thread = await sync_to_async(get_thread)(request, thread_id)
+    modes = _thread_stream_modes(request)
+    raw = (request.headers.get("Last-Event-ID") or "").strip()
+    last_id = None
+    if raw:
+        try:
+            last_id = max(int(raw), 0)
+        except ValueError:
+            raise HttpError(422, f"Invalid last-event-id: {raw!r} is not an event id") from None
+    body = _thread_stream(thread.pk, modes, last_id)
+    response = StreamingHttpResponse(body, content_type="text/event-stream")
+    response["Cache-Control"] = "no-store"
+    response["X-Accel-Buffering"] = "no"
+    return response
 
 
 @langgraph_router.get("/threads/{thread_id}/runs/{run_id}", summary="Get a run")

@@ -35,11 +35,12 @@ from django.db.models import Max
 from langgraph.types import Command
 
 from core import realtime, state
+from core.jsonable import to_jsonable
 from core.metadata import json_size
 from core.time import now
 from threads_app import registry
 from threads_app.models import Run, RunEvent, Thread
-from threads_app.serialization import to_jsonable
+from threads_app.streaming import GraphStream, debug_chunk
 
 logger = logging.getLogger(__name__)
 
@@ -502,20 +503,21 @@ class Execution:
             resuming = run.attempt > 1 and _run_checkpoints_exist(saver, run)
             config = _graph_config(run, resuming, _callbacks(run))
             graph_input = self._input(resuming)
-            log.add(
-                "metadata",
-                {"run_id": str(run.pk), "thread_id": str(run.thread_id), "attempt": run.attempt},
-            )
+            log.add("metadata", {"run_id": str(run.pk), "attempt": run.attempt})
             # "custom" always: it carries a graph's own progress ({"step", "of"}), which
             # the status pages show whatever the client asked to stream; streams still
             # send only the requested modes.
             modes = list(dict.fromkeys([*self._modes(), "updates", "values", "custom"]))
             kwargs = run.kwargs or {}
-            stream = graph.stream(
+            subgraphs = bool(kwargs.get("stream_subgraphs"))
+            if "events" in modes:
+                config["run_name"] = graph_id  # the top graph's name in its events
+            stream = GraphStream(
+                graph,
                 graph_input,
                 config,
-                stream_mode=modes,
-                subgraphs=True,
+                modes,
+                subgraphs,
                 # By default a step starts only once the checkpoint before it is stored:
                 # when a write fails (the database away), no later step has run, and the
                 # retry redoes at most the step whose checkpoint was lost. A run may ask
@@ -526,11 +528,11 @@ class Execution:
                 **({"context": kwargs["context"]} if kwargs.get("context") else {}),
             )
             wanted = {*self._modes(), "custom"}
-            subgraphs = bool(kwargs.get("stream_subgraphs"))
             for namespace, mode, chunk in stream:
-                ns = "|".join(namespace)
-                if mode in wanted and (subgraphs or not namespace):
-                    log.add(mode, chunk, ns)
+                if mode in wanted:
+                    log.add(
+                        mode, debug_chunk(chunk) if mode == "debug" else chunk, "|".join(namespace)
+                    )
                 if mode == "updates" and not namespace:
                     self._progress(log, chunk)
                     log.flush()

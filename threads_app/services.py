@@ -15,14 +15,14 @@ from django.db.models import Q
 
 from core import state
 from core.ids import system_assistant_id
+from core.jsonable import to_jsonable
 from core.metadata import InvalidJSON, normalize_metadata
 from core.time import now
 from threads_app import registry
 from threads_app.models import Run, Thread, Workflow, WorkflowVersion
-from threads_app.serialization import to_jsonable
+from threads_app.streaming import STREAM_MODES
 
 ACTIVE_RUN_STATUSES = (Run.Status.PENDING, Run.Status.RUNNING)
-STREAM_MODES = ("values", "updates", "messages", "messages-tuple", "custom", "debug")
 COMMAND_KEYS = frozenset({"resume", "update", "goto"})
 CANCEL_ACTIONS = ("interrupt", "rollback")
 

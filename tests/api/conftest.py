@@ -8,6 +8,7 @@ scratch PostgreSQL database and Redis.
 import json
 import os
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import httpx
@@ -66,22 +67,33 @@ def _drop_database(url: str) -> None:
 
 @pytest.fixture(scope="session")
 def live_api(tmp_path_factory):
-    var_dir = tmp_path_factory.mktemp("live-api")
+    with running_api(tmp_path_factory.mktemp("live-api")) as api:
+        yield api
+
+
+@contextmanager
+def running_api(var_dir, name: str = "e2e", **extra_env):
+    """A live server (and worker) on a database of its own, ``extra_env`` added to its
+    environment (``STATEHOUSE_GRAPHS_FILE``, say)."""
     production = bool(os.environ.get("REDIS_URL"))
     if production:
-        db_url = os.environ["DATABASE_URL"].rsplit("/", 1)[0] + f"/statehouse_e2e_{os.getpid()}"
+        db_url = os.environ["DATABASE_URL"].rsplit("/", 1)[0] + f"/statehouse_{name}_{os.getpid()}"
         _create_database(db_url)
         environ = dict(
             os.environ,
             STATEHOUSE_VAR_DIR=str(var_dir),
             DATABASE_URL=db_url,
-            STATEHOUSE_QUEUE=f"e2e-{uuid.uuid4().hex[:8]}",
+            STATEHOUSE_QUEUE=f"{name}-{uuid.uuid4().hex[:8]}",
             STATEHOUSE_SSE_HEARTBEAT_S="1",
             PYTHONUNBUFFERED="1",
+            **extra_env,
         )
     else:
         environ = embedded_env(
-            var_dir, STATEHOUSE_SSE_HEARTBEAT_S="1", DJANGO_SETTINGS_MODULE="config.test_settings"
+            var_dir,
+            STATEHOUSE_SSE_HEARTBEAT_S="1",
+            DJANGO_SETTINGS_MODULE="config.test_settings",
+            **extra_env,
         )
     manage(environ, "migrate", "--noinput")
     output = manage(environ, "shell", "-c", SETUP_USERS).stdout
@@ -95,8 +107,10 @@ def live_api(tmp_path_factory):
     else:
         server = Server(environ, port, var_dir / "server.log")
     server.start()
-    yield LiveApi(server.url, keys, "production" if production else "embedded")
-    server.stop()
-    if worker is not None:
-        worker.stop()
-        _drop_database(environ["DATABASE_URL"])
+    try:
+        yield LiveApi(server.url, keys, "production" if production else "embedded")
+    finally:
+        server.stop()
+        if worker is not None:
+            worker.stop()
+            _drop_database(environ["DATABASE_URL"])

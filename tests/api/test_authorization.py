@@ -53,6 +53,7 @@ ROUTES = [
     ("get", "/threads/{thread}/runs/{run}", None, False),
     ("get", "/threads/{thread}/runs/{run}/join", None, True),
     ("get", "/threads/{thread}/runs/{run}/stream", None, True),
+    ("get", "/threads/{thread}/stream", None, True),
     ("post", "/threads/{thread}/runs/{run}/cancel", None, False),
     ("delete", "/threads/{thread}/runs/{run}", None, False),
     ("delete", "/threads/{thread}", None, False),

@@ -152,5 +152,5 @@ async def test_a_stream_rides_out_a_short_outage(alice, monkeypatch):
 
     chunks = await collect(api._event_stream(run.pk, ["values"], 0, False))
 
-    assert sse_events(chunks)[-1][:2] == ("end", {"run_id": str(run.pk), "status": "success"})
+    assert sse_events(chunks) == []  # the run ended: the stream just closes, as LangGraph's
     assert calls["n"] == 3

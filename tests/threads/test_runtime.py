@@ -351,7 +351,7 @@ def test_an_expired_lease_is_not_stolen_twice(thread):
         ({"command": {"resume": 1, "jump": "x"}}, "unknown key"),
         ({"command": "resume"}, "command must be an object"),
         ({"input": {"steps": 1}, "command": {"resume": 1}}, "not both"),
-        ({"input": {"steps": 1}, "stream_mode": ["events"]}, "unsupported stream_mode"),
+        ({"input": {"steps": 1}, "stream_mode": ["bogus"]}, "unsupported stream_mode"),
         ({"input": {"steps": 1}, "interrupt_before": ["nope"]}, "unknown node"),
         ({"input": {"steps": 1}, "multitask_strategy": "shove"}, "multitask_strategy"),
         ({"command": {"goto": "nowhere"}}, "command.goto names unknown node"),
