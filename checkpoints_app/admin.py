@@ -20,6 +20,7 @@ from checkpoints_app.models import Checkpoint, RestorePoint
 from checkpoints_app.saver import DjangoSaver, RawCheckpoint
 from core import state
 from core.admin import ReadOnlyAdmin, admin_link, pretty_json
+from core.jsonable import to_jsonable
 
 TIMELINE_PAGE = 50
 
@@ -37,7 +38,7 @@ class Undecodable:
 
 def _decode(saver: DjangoSaver, kind: str, blob: bytes | None) -> Any:
     try:
-        return serialization.to_jsonable(saver.decode((kind, blob)))
+        return to_jsonable(saver.decode((kind, blob)))
     except Exception as exc:  # a display must never fail on one bad value
         return Undecodable(kind, len(blob or b""), exc)
 

@@ -21,10 +21,10 @@ from checkpoints_app import serialization
 from checkpoints_app.models import Checkpoint
 from checkpoints_app.saver import DjangoSaver
 from core import state
+from core.jsonable import to_jsonable
 from core.metadata import json_size
+from core.statuses import ThreadStatus
 from core.time import now
-
-BUSY = "busy"
 
 
 class CheckpointNotFound(state.StateError, LookupError):
@@ -61,10 +61,14 @@ def _thread_state(checkpoint_tuple) -> dict[str, Any]:
     values = checkpoint_tuple.checkpoint["channel_values"]
     found = serialization.interrupts(checkpoint_tuple.pending_writes)
     waiting = bool(found) or bool(serialization.next_nodes(values))
-    cached = serialization.to_jsonable(serialization.state_values(values))
+    cached = to_jsonable(serialization.state_values(values))
     if json_size(cached) > MAX_THREAD_VALUES_BYTES:
         cached = {"__truncated__": True, "note": "too large to cache; read the checkpoint"}
-    return {"values": cached, "interrupts": found, "status": "interrupted" if waiting else "idle"}
+    return {
+        "values": cached,
+        "interrupts": found,
+        "status": ThreadStatus.INTERRUPTED if waiting else ThreadStatus.IDLE,
+    }
 
 
 def restore(
@@ -95,7 +99,7 @@ def restore(
             raise CheckpointNotFound(thread.pk, checkpoint_id)
         current = state.entity_model("thread")._base_manager.using(saver.using)
         current = current.select_for_update().get(pk=thread.pk)
-        if current.status == BUSY:
+        if current.status == ThreadStatus.BUSY:
             raise state.InvalidState(f"thread {thread.pk} is running; restore it once it stops")
         checkpoint = copy_checkpoint(target.checkpoint)
         checkpoint["id"] = str(uuid6(clock_seq=target.metadata.get("step", -1)))

@@ -8,9 +8,9 @@ from langgraph.errors import InvalidUpdateError
 from langgraph.types import StateSnapshot
 
 from core import state
+from core.jsonable import to_jsonable
 from threads_app import registry
 from threads_app.models import Thread
-from threads_app.serialization import to_jsonable
 
 
 def _saver():

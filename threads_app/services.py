@@ -19,6 +19,7 @@ from core.jsonable import to_jsonable
 from core.metadata import InvalidJSON, normalize_metadata
 from core.time import now
 from threads_app import registry
+from threads_app.errors import InvalidRun
 from threads_app.models import Run, Thread, Workflow, WorkflowVersion
 from threads_app.streaming import STREAM_MODES
 
@@ -33,10 +34,6 @@ class WorkflowNotFound(LookupError):
 
 class WorkflowVersionNotFound(LookupError):
     """The assistant has no version of that number."""
-
-
-class InvalidRun(ValueError):
-    """The run request is malformed; nothing was created."""
 
 
 class RunRejected(Exception):

@@ -12,7 +12,8 @@ from typing import Any
 
 import jsonschema
 
-from threads_app.serialization import to_jsonable
+from core.jsonable import to_jsonable
+from threads_app.errors import InvalidRun
 
 SIMPLE_TYPES = {"string", "integer", "number", "boolean", "null"}
 
@@ -37,8 +38,6 @@ def _is_simple(schema: dict) -> bool:
 
 
 def validate_input(graph, value: Any, first_run: bool = True) -> None:
-    from threads_app.services import InvalidRun
-
     if not isinstance(value, dict):
         raise InvalidRun(f"input must be an object, got {type(value).__name__}")
     schema = _schema(graph)
