@@ -12,7 +12,9 @@ class CheckpointsConfig(AppConfig):
         from core.events import state_changed
 
         state_changed.connect(
-            handlers.record_restore_point, dispatch_uid="checkpoints_app.restore_point"
+            handlers.record_restore_point,
+            sender="threads_app.Thread",
+            dispatch_uid="checkpoints_app.restore_point",
         )
         post_delete.connect(
             handlers.delete_thread_checkpoints,

@@ -3,18 +3,15 @@ a thread's checkpoints deleted with the thread (Django's post_delete)."""
 
 from checkpoints_app.models import Checkpoint, RestorePoint
 from core.events import StateChange
-
-RUNNING = "busy"  # LangGraph's thread status for "running"
+from core.statuses import ThreadStatus
 
 
 def record_restore_point(sender, change: StateChange, **kwargs) -> None:
     """When a thread becomes busy, remember its latest checkpoint (root namespace) and
-    its state, in the transaction of the change."""
-    if change.entity_type != "thread" or change.new_state is None:
+    its state, in the transaction of the change (connected for threads only)."""
+    if change.new_state is None or change.new_state.get("status") != ThreadStatus.BUSY:
         return
-    if change.new_state.get("status") != RUNNING:
-        return
-    if change.old_state is not None and change.old_state.get("status") == RUNNING:
+    if change.old_state is not None and change.old_state.get("status") == ThreadStatus.BUSY:
         return
     state = change.new_state
     latest = (

@@ -1,11 +1,17 @@
 """The state-change event bus: a Django signal and its typed payload.
 
 ``state_changed`` is sent inside the transaction of every change made through
-``core.state``. Receivers that must be consistent with the change write in that same
-transaction (a receiver that raises rolls the change back); side effects that may be lost
-and redone (live pushes) are registered with ``transaction.on_commit``.
+``core.state``, with the entity's model class as ``sender`` and a :class:`StateChange`
+as ``change``. It is a ``ModelSignal``: a receiver that wants one entity connects with
+that model as sender, lazily by label, as Django's own model signals allow::
 
-Receivers get ``sender`` (the model class) and ``change`` (a :class:`StateChange`).
+    state_changed.connect(receiver, sender="threads_app.Thread", dispatch_uid="...")
+
+Receivers that must be consistent with the change write in that same transaction (a
+receiver that raises rolls the change back); side effects that may be lost and redone
+(live pushes) are registered with ``transaction.on_commit``. A receiver never writes
+through the state manager itself: a change announced from inside a dispatch would
+re-enter the bus (write the derived rows directly, see ``sessions_app.services``).
 """
 
 import uuid
@@ -13,9 +19,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from django.dispatch import Signal
+from django.db.models.signals import ModelSignal
 
-state_changed = Signal()
+# Receivers per sender are cached (as for Django's model signals): a dispatch looks up
+# the receivers of one model instead of filtering every receiver.
+state_changed = ModelSignal(use_caching=True)
 
 ChangeKind = Literal["created", "updated", "deleted"]
 

@@ -24,6 +24,8 @@ class StatefulModel(models.Model):
     state_entity_type: ClassVar[str] = ""
     # Fields that update_state refuses to change (besides id, version and timestamps).
     state_readonly_fields: ClassVar[tuple[str, ...]] = ()
+    # Running sums (usage totals) added to with core.state.add_to_counters only.
+    state_counter_fields: ClassVar[tuple[str, ...]] = ()
 
     class Meta:
         abstract = True

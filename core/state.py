@@ -11,18 +11,21 @@ Entity types come from a registry built from the installed models that subclass
 import datetime
 import decimal
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
 from django.apps import apps
 from django.conf import settings
-from django.core.exceptions import FieldDoesNotExist, ValidationError
+from django.core.exceptions import ValidationError
 from django.db import DEFAULT_DB_ALIAS, connections, models, router, transaction
+from django.db.models import F
 
 from core.events import ChangeKind, StateChange, state_changed
 from core.metadata import InvalidJSON, json_size
 from core.models import StatefulModel
+from core.rowloader import row_loader
 from core.time import now
 
 
@@ -83,10 +86,6 @@ def entity_model(entity_type: str) -> type[StatefulModel]:
         ) from None
 
 
-def entity_type_of(obj_or_model: StatefulModel | type[StatefulModel]) -> str:
-    return obj_or_model.state_entity_type
-
-
 # --- state serialization ----------------------------------------------------------------
 
 
@@ -119,6 +118,8 @@ def _spec(model: type[StatefulModel]) -> _Spec:
     writable: dict[str, models.Field] = {}
     for field in fields:
         if field.name in _SYSTEM_FIELDS or field.name in model.state_readonly_fields:
+            continue
+        if field.name in model.state_counter_fields:
             continue
         writable[field.name] = field
         writable[field.attname] = field  # "session" and "session_id" both accepted
@@ -203,52 +204,9 @@ def _db(model: type[StatefulModel], using: str | None) -> str:
     return using or router.db_for_write(model) or DEFAULT_DB_ALIAS
 
 
-class _RowLoader:
-    """Loads one entity by primary key with a statement the ORM compiled once.
-
-    ``Model.objects.get(pk=...)`` builds, clones and compiles its query on every call:
-    about 0.6 ms of CPU, a third of a whole state update (``bench/state_bus.py``). The
-    loader keeps the SQL, the column order and the ORM's value converters of one model
-    on one connection (connections belong to one thread, and so do their converters),
-    and builds the instance with ``Model.from_db`` as the ORM does.
-    """
-
-    def __init__(self, model: type[StatefulModel], connection):
-        pk_field = model._meta.pk
-        query = model._base_manager.using(connection.alias).filter(pk=uuid.UUID(int=0))
-        compiler = query.query.get_compiler(connection=connection)
-        self.sql, params = compiler.as_sql()
-        assert len(params) == 1, "the load query takes the primary key only"
-        self.model = model
-        self.pk_field = pk_field
-        self.connection = connection
-        self.columns = [column.target.attname for column, _, _ in compiler.select]
-        self.converters = compiler.get_converters([column for column, _, _ in compiler.select])
-
-    def load(self, entity_id: object) -> StatefulModel | None:
-        connection = self.connection
-        pk = self.pk_field.get_db_prep_value(self.pk_field.to_python(entity_id), connection)
-        with connection.cursor() as cursor:
-            cursor.execute(self.sql, [pk])
-            row = cursor.fetchone()
-        if row is None:
-            return None
-        values = list(row)
-        for position, (converters, expression) in self.converters.items():
-            for convert in converters:
-                values[position] = convert(values[position], expression, connection)
-        return self.model.from_db(connection.alias, self.columns, values)
-
-
 def _load(model, entity_type: str, entity_id: object, using: str) -> StatefulModel:
-    connection = connections[using]
-    # Kept on the connection wrapper (one per thread and alias), so they go with it.
-    per_model = connection.__dict__.setdefault("_statehouse_row_loaders", {})
-    loader = per_model.get(model)
-    if loader is None:
-        loader = per_model[model] = _RowLoader(model, connection)
     try:
-        obj = loader.load(entity_id)
+        obj = row_loader(model, connections[using]).load(entity_id)
     except (ValidationError, ValueError, TypeError):
         obj = None
     if obj is None:
@@ -411,18 +369,68 @@ def delete_state(
     return old
 
 
-def field_names(entity_type: str) -> list[str]:
-    """Writable field names of an entity type (for error messages and forms)."""
+def update_state_with_retry(
+    entity_type: str,
+    entity_id: object,
+    change: Callable[[dict[str, Any]], dict[str, Any]],
+    attempts: int = 5,
+    actor: Any = None,
+    using: str | None = None,
+) -> StatefulModel:
+    """A read-modify-write through the state manager, retried on a version conflict.
+
+    ``change(state)`` gets the entity's current state and returns the changes to make
+    from it; the write is a compare-and-set on the version that state was read at. When
+    another writer got in between, the state is read again and ``change`` called again,
+    up to ``attempts`` times (the last :class:`StateConflict` is raised).
+    """
+    for attempt in range(attempts):
+        current = get_state(entity_type, entity_id, using=using)
+        try:
+            return update_state(
+                entity_type,
+                entity_id,
+                change(current),
+                expected_version=current["version"],
+                actor=actor,
+                using=using,
+            )
+        except StateConflict:
+            if attempt == attempts - 1:
+                raise
+    raise ValueError(f"attempts must be at least 1, got {attempts}")
+
+
+# --- counters -----------------------------------------------------------------------
+
+
+def add_to_counters(
+    entity_type: str, entity_id: object, deltas: dict[str, Any], using: str | None = None
+) -> bool:
+    """Add ``deltas`` to the entity's counter fields with one ``UPDATE ... SET f = f + d``.
+
+    Counters (``state_counter_fields``: usage totals) are running sums kept by whoever
+    records what they count: added to with ``F()`` expressions in the caller's
+    transaction, never read-modify-written, and, like the aggregate fields, neither
+    versioned nor announced (they change at every LLM call; the recorder pushes its own
+    live event). ``update_state`` refuses them. Returns False if the entity is gone.
+    """
     model = entity_model(entity_type)
-    names = []
-    for key, field in _spec(model).writable.items():
-        if key == field.name:
-            names.append(key)
-    return names
+    unknown = sorted(set(deltas) - set(model.state_counter_fields))
+    if unknown:
+        raise InvalidState(f"{entity_type} has no counter field(s): {', '.join(unknown)}")
+    updates = {name: F(name) + value for name, value in deltas.items() if value}
+    if not updates:
+        return True
+    rows = model._base_manager.using(_db(model, using)).filter(pk=entity_id)
+    return rows.update(**updates) == 1
 
 
-def get_field(entity_type: str, name: str) -> models.Field:
-    try:
-        return entity_model(entity_type)._meta.get_field(name)
-    except FieldDoesNotExist:
-        raise InvalidState(f"{entity_type} has no field {name!r}") from None
+def read_fields(
+    entity_type: str, entity_id: object, fields: list[str], using: str | None = None
+) -> dict[str, Any] | None:
+    """Some fields of one entity as stored (no state conversion), or None if it is gone:
+    for apps that may not import the entity's model (history reads thread totals)."""
+    model = entity_model(entity_type)
+    db = using or router.db_for_read(model) or DEFAULT_DB_ALIAS
+    return model._base_manager.using(db).filter(pk=entity_id).values(*fields).first()

@@ -1,8 +1,9 @@
 """Recording LLM calls: the call row, the running totals and the daily rollups, at once.
 
 One transaction inserts the call and adds it, with ``F()`` expressions (never a
-read-modify-write), to its thread's and its session's totals and to the two daily
-rollups, so every total is exactly the sum of the calls it stands for. Rows are locked
+read-modify-write), to its thread's and its session's totals (their counter fields,
+through ``core.state.add_to_counters``) and to the two daily rollups, so every total is
+exactly the sum of the calls it stands for. Rows are locked
 in one order everywhere (thread, session, daily session rows, daily model rows), the
 order the state manager's own handlers use (thread, then session), so recorders,
 ``reprice`` and state changes never deadlock each other.
@@ -15,11 +16,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
-from django.apps import apps
 from django.db import IntegrityError, transaction
 from django.db.models import F
 
-from core import realtime
+from core import realtime, state
 from core.time import day as utc_day
 from history_app import pricing
 from history_app.models import ZERO, DailyModelUsage, DailySessionUsage, LLMCall
@@ -51,16 +51,11 @@ class CallRecord:
     usage_ok: bool = True
 
 
-def _model(label: str):
-    return apps.get_model(label)
-
-
 def _owner_of(session_id) -> int:
-    Session = _model("sessions_app.Session")
-    owner = Session.objects.filter(pk=session_id).values_list("owner_id", flat=True).first()
-    if owner is None:
+    session = state.read_fields("session", session_id, ["owner_id"])
+    if session is None:
         raise ValueError(f"session {session_id} does not exist")
-    return owner
+    return session["owner_id"]
 
 
 def _cost_or_zero(value: Decimal | None) -> Decimal:
@@ -150,12 +145,10 @@ class Deltas:
             model_day[name] += sign * values[name]
 
     def apply(self) -> None:
-        Thread = _model("threads_app.Thread")
-        Session = _model("sessions_app.Session")
         for thread_id in sorted(self.threads, key=str):
-            _add_fields(Thread, thread_id, self.threads[thread_id])
+            state.add_to_counters("thread", thread_id, self.threads[thread_id])
         for session_id in sorted(self.sessions, key=str):
-            _add_fields(Session, session_id, self.sessions[session_id])
+            state.add_to_counters("session", session_id, self.sessions[session_id])
         for key in sorted(self.session_days, key=lambda k: (k[0], str(k[1]), k[2])):
             day, session_id, user_id = key
             _upsert_add(
@@ -177,27 +170,10 @@ class Deltas:
             )
 
 
-def _add_fields(model, pk, deltas: dict) -> None:
-    updates = {name: F(name) + value for name, value in deltas.items() if value}
-    if updates:
-        model._base_manager.filter(pk=pk).update(**updates)
-
-
 def _live_payload(call: LLMCall) -> dict:
-    Session = _model("sessions_app.Session")
-    Thread = _model("threads_app.Thread")
-    session = (
-        Session._base_manager.filter(pk=call.session_id)
-        .values("total_calls", "total_tokens", "total_cost")
-        .first()
-        or {}
-    )
-    thread = (
-        Thread._base_manager.filter(pk=call.thread_id)
-        .values("total_calls", "total_tokens", "total_cost")
-        .first()
-        or {}
-    )
+    totals = ["total_calls", "total_tokens", "total_cost"]
+    session = state.read_fields("session", call.session_id, totals) or {}
+    thread = state.read_fields("thread", call.thread_id, totals) or {}
 
     def money(value):
         return None if value is None else str(value)

@@ -10,5 +10,7 @@ class SessionsConfig(AppConfig):
         from sessions_app import handlers
 
         state_changed.connect(
-            handlers.update_session_aggregate, dispatch_uid="sessions_app.session_aggregate"
+            handlers.update_session_aggregate,
+            sender="threads_app.Thread",
+            dispatch_uid="sessions_app.session_aggregate",
         )

@@ -14,6 +14,13 @@ class Session(StatefulModel):
         CLOSED = "closed"
 
     state_entity_type = "session"
+    state_counter_fields = (
+        "total_calls",
+        "total_input_tokens",
+        "total_output_tokens",
+        "total_tokens",
+        "total_cost",
+    )
 
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="agent_sessions"
@@ -25,13 +32,13 @@ class Session(StatefulModel):
     context = models.JSONField(default=dict, blank=True)
     closed_at = models.DateTimeField(null=True, blank=True)
 
-    # Aggregate of the session's threads, kept by sessions_app.handlers.
+    # Aggregate of the session's threads, kept by sessions_app.services (not versioned).
     thread_count = models.PositiveIntegerField(default=0)
     active_thread_count = models.PositiveIntegerField(default=0)
     threads_by_status = models.JSONField(default=dict, blank=True)
     last_activity_at = models.DateTimeField(null=True, blank=True)
 
-    # Running usage totals, kept by history_app.
+    # Running usage totals, kept by history_app (core.state.add_to_counters).
     total_calls = models.PositiveIntegerField(default=0)
     total_input_tokens = models.PositiveBigIntegerField(default=0)
     total_output_tokens = models.PositiveBigIntegerField(default=0)

@@ -1,15 +1,12 @@
-"""Session use cases."""
+"""Session use cases, and the aggregate of a session's threads."""
 
+from django.db import transaction
 from django.db.models import Count
 
 from core import state
-from core.state import StateConflict
+from core.statuses import ACTIVE_THREAD_STATUSES
 from core.time import now
 from sessions_app.models import Session
-
-# Threads that are not done: running, or waiting for a human.
-ACTIVE_THREAD_STATUSES = ("busy", "interrupted")
-AGGREGATE_RETRIES = 5
 
 
 def create_session(owner, title: str = "", metadata: dict | None = None, actor=None) -> Session:
@@ -37,24 +34,32 @@ def thread_aggregate(session_id, using: str = "default") -> dict:
     }
 
 
-def refresh_thread_aggregate(session_id, at=None, actor=None, using: str = "default") -> None:
-    """Recompute the session's thread aggregate and record it through the state manager.
+def refresh_thread_aggregate(session_id, at=None, using: str = "default") -> None:
+    """Recompute the session's thread aggregate and write it with one UPDATE.
 
-    Two threads of one session changing at once both refresh it; the loser of the
-    compare-and-set recomputes from what the winner committed and tries again.
+    Called by the thread receiver on the state bus, in the transaction of the thread's
+    change, so it writes the row directly rather than through the state manager (whose
+    announcement would re-enter the bus): the aggregate is derived bookkeeping, it bumps
+    no version (a client's ``expected_version`` never conflicts with a thread's progress)
+    and records no StateEvent (the thread's own change is the event).
+
+    The session row is locked first, then the threads are counted: a concurrent change
+    of another thread of the session waits for our commit and then counts what we
+    committed (on PostgreSQL each statement of a READ COMMITTED transaction sees what
+    committed before it; SQLite has one writer at a time). Threads before sessions, as
+    everywhere (see history_app.recording), so the two never deadlock.
     """
-    for attempt in range(AGGREGATE_RETRIES):
-        changes = thread_aggregate(session_id, using=using)
-        if at is not None:
-            changes["last_activity_at"] = at
+    sessions = Session._base_manager.using(using).filter(pk=session_id)
+    with transaction.atomic(using=using, savepoint=False):
+        locked = sessions.select_for_update().values_list("last_activity_at", flat=True)
         try:
-            state.update_state("session", session_id, changes, actor=actor, using=using)
-            return
-        except state.EntityNotFound:
+            last_activity_at = locked.get()
+        except Session.DoesNotExist:
             return  # the session is being deleted with its threads
-        except StateConflict:
-            if attempt == AGGREGATE_RETRIES - 1:
-                raise
+        changes = thread_aggregate(session_id, using=using)
+        if at is not None and (last_activity_at is None or at > last_activity_at):
+            changes["last_activity_at"] = at
+        sessions.update(**changes)
 
 
 def close_session(session_id, actor=None, expected_version: int | None = None) -> Session:

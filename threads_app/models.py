@@ -2,6 +2,7 @@ from django.conf import settings
 from django.db import models
 
 from core.models import StatefulModel
+from core.statuses import FINAL_RUN_STATUSES, RunStatus, ThreadStatus
 from core.time import now
 
 
@@ -76,14 +77,10 @@ class ThreadQuerySet(models.QuerySet):
 class Thread(StatefulModel):
     """One LangGraph thread in a session."""
 
-    class Status(models.TextChoices):
-        # LangGraph Server's thread statuses; "busy" is the seed's "running".
-        IDLE = "idle"
-        BUSY = "busy"
-        INTERRUPTED = "interrupted"
-        ERROR = "error"
+    Status = ThreadStatus  # LangGraph Server's thread statuses (core.statuses)
 
     state_entity_type = "thread"
+    state_counter_fields = ("total_calls", "total_tokens", "total_cost")
 
     objects = ThreadQuerySet.as_manager()
 
@@ -105,7 +102,7 @@ class Thread(StatefulModel):
     completed_at = models.DateTimeField(null=True, blank=True)
     failed_at = models.DateTimeField(null=True, blank=True)
 
-    # Running usage totals, kept by history_app.
+    # Running usage totals, kept by history_app (core.state.add_to_counters).
     total_calls = models.PositiveIntegerField(default=0)
     total_tokens = models.PositiveBigIntegerField(default=0)
     total_cost = models.DecimalField(max_digits=18, decimal_places=10, default=0)
@@ -125,13 +122,7 @@ class Thread(StatefulModel):
 class Run(StatefulModel):
     """One execution of a workflow on a thread."""
 
-    class Status(models.TextChoices):
-        PENDING = "pending"
-        RUNNING = "running"
-        SUCCESS = "success"
-        ERROR = "error"
-        TIMEOUT = "timeout"
-        INTERRUPTED = "interrupted"  # cancelled; a graph's interrupt() ends as success
+    Status = RunStatus  # interrupted = cancelled (core.statuses)
 
     class MultitaskStrategy(models.TextChoices):
         REJECT = "reject"
@@ -139,7 +130,7 @@ class Run(StatefulModel):
         INTERRUPT = "interrupt"
         ROLLBACK = "rollback"
 
-    FINAL_STATUSES = frozenset({"success", "error", "timeout", "interrupted"})
+    FINAL_STATUSES = FINAL_RUN_STATUSES
 
     state_entity_type = "run"
 

@@ -1,4 +1,5 @@
-"""The receivers on the state bus: history, session aggregate, restore points, atomicity."""
+"""The receivers on the state bus: history, restore points, atomicity (the session
+aggregate: tests/sessions/test_aggregate.py)."""
 
 import pytest
 from django.db import transaction
@@ -68,70 +69,6 @@ def test_a_failing_handler_rolls_back_the_outer_transaction_too(alice, failing_h
 
     assert Thread.objects.count() == 0
     assert Session.objects.get(pk=session.pk).title == "Support chat"
-
-
-def test_the_session_aggregate_follows_its_threads(alice):
-    session = make_session(alice)
-    first = make_thread(session)
-    second = make_thread(session)
-    threads.mark_thread_running(first.pk)
-    threads.mark_thread_running(second.pk)
-    threads.mark_thread_failed(second.pk, "boom")
-
-    session.refresh_from_db()
-    assert session.thread_count == 2
-    assert session.active_thread_count == 1
-    assert session.threads_by_status == {"busy": 1, "error": 1}
-    assert session.last_activity_at == Thread.objects.get(pk=second.pk).updated_at
-
-    threads.mark_thread_finished(first.pk, {"answer": 42})
-    session.refresh_from_db()
-    assert session.threads_by_status == {"error": 1, "idle": 1}
-    assert session.active_thread_count == 0
-
-    # The aggregate changes are themselves recorded.
-    aggregate_events = [
-        event
-        for event in StateEvent.objects.filter(entity_id=session.pk, kind="updated")
-        if "threads_by_status" in event.changed_fields
-    ]
-    assert len(aggregate_events) == 6  # 2 thread creations, 2 starts, 1 failure, 1 finish
-
-
-def test_a_thread_moved_to_another_session_updates_both(alice):
-    old_home = make_session(alice, "old")
-    new_home = make_session(alice, "new")
-    thread = make_thread(old_home)
-
-    state.update_state("thread", thread.pk, {"session": new_home})
-
-    old_home.refresh_from_db()
-    new_home.refresh_from_db()
-    assert old_home.thread_count == 0
-    assert new_home.thread_count == 1
-
-
-def test_deleting_a_thread_updates_the_aggregate(alice):
-    session = make_session(alice)
-    thread = make_thread(session)
-    make_thread(session)
-
-    state.delete_state("thread", thread.pk)
-
-    session.refresh_from_db()
-    assert session.thread_count == 1
-
-
-def test_unrelated_thread_changes_do_not_touch_the_session(alice):
-    session = make_session(alice)
-    thread = make_thread(session)
-    session.refresh_from_db()
-    version = session.version
-
-    state.update_state("thread", thread.pk, {"metadata": {"topic": "other"}})
-
-    session.refresh_from_db()
-    assert session.version == version
 
 
 def test_a_restore_point_is_recorded_when_a_thread_starts_running(alice):

@@ -229,9 +229,8 @@ def test_the_row_loader_reads_every_entity_as_the_orm_does(alice, django_assert_
     from threads_app.models import Run, Thread
 
     session = make_session(alice, title="Loaded")
-    state.update_state(
-        "session", session.pk, {"metadata": {"k": [1, "ü"]}, "total_cost": Decimal("0.0125")}
-    )
+    state.update_state("session", session.pk, {"metadata": {"k": [1, "ü"]}})
+    state.add_to_counters("session", session.pk, {"total_cost": Decimal("0.0125")})
     thread = make_thread(session, workflow=make_workflow("pipeline"))
     run = Run.objects.create(thread=thread, input={"x": 1})
     rows = {"session": session, "thread": thread, "run": run, "workflow": thread.workflow}
@@ -254,3 +253,105 @@ def test_a_bad_or_missing_id_is_entity_not_found(db, entity_id):
         state.get_state("session", entity_id)
     with pytest.raises(state.EntityNotFound):
         state.update_state("session", entity_id, {"title": "x"})
+
+
+# --- per sender ---------------------------------------------------------------------------
+
+
+def test_receivers_connected_for_one_model_hear_only_its_changes(alice):
+    from threads_app.models import Thread
+
+    heard = []
+
+    def receiver(sender, change, **kwargs):
+        heard.append((sender, change.entity_type))
+
+    state_changed.connect(receiver, sender="threads_app.Thread", dispatch_uid="test-thread-only")
+    try:
+        session = make_session(alice)
+        make_thread(session)
+        state.update_state("session", session.pk, {"title": "Renamed"})
+    finally:
+        state_changed.disconnect(sender="threads_app.Thread", dispatch_uid="test-thread-only")
+
+    assert heard == [(Thread, "thread")]
+
+
+# --- compare-and-set with retries ---------------------------------------------------------
+
+
+def test_update_with_retry_computes_from_the_current_state(alice):
+    session = make_session(alice)
+
+    updated = state.update_state_with_retry(
+        "session", session.pk, lambda current: {"title": current["title"] + "!"}, actor="ops"
+    )
+
+    assert updated.title == "Support chat!"
+    assert updated.version == 2
+
+
+def test_update_with_retry_reads_again_after_a_concurrent_write(alice):
+    session = make_session(alice)
+    seen_versions = []
+
+    def change(current):
+        seen_versions.append(current["version"])
+        if len(seen_versions) == 1:  # someone else writes between our read and our write
+            state.update_state("session", session.pk, {"metadata": {"other": True}})
+        return {"title": f"after v{current['version']}"}
+
+    updated = state.update_state_with_retry("session", session.pk, change)
+
+    assert seen_versions == [1, 2]
+    assert updated.title == "after v2"
+    assert updated.metadata == {"other": True}  # nothing lost
+    assert Session.objects.get(pk=session.pk).version == 3
+
+
+def test_update_with_retry_gives_up_after_its_attempts(alice):
+    session = make_session(alice)
+    calls = []
+
+    def always_raced(current):
+        calls.append(current["version"])
+        state.update_state("session", session.pk, {"metadata": {"n": len(calls)}})
+        return {"title": "never"}
+
+    with pytest.raises(state.StateConflict):
+        state.update_state_with_retry("session", session.pk, always_raced, attempts=3)
+
+    assert calls == [1, 2, 3]
+    assert Session.objects.get(pk=session.pk).title == "Support chat"
+
+
+# --- counters ---------------------------------------------------------------------------------
+
+
+def test_counters_are_added_to_without_a_version_or_an_announcement(alice, changes):
+    session = make_session(alice)
+    changes.clear()
+
+    assert state.add_to_counters("session", session.pk, {"total_calls": 2, "total_tokens": 30})
+    assert state.add_to_counters("session", session.pk, {"total_calls": 1, "total_tokens": 0})
+
+    fresh = Session.objects.get(pk=session.pk)
+    assert (fresh.total_calls, fresh.total_tokens, fresh.version) == (3, 30, 1)
+    assert changes == []
+    assert not state.add_to_counters("session", uuid.uuid4(), {"total_calls": 1})
+
+
+def test_counters_are_refused_by_update_state_and_other_fields_by_add_to_counters(alice):
+    session = make_session(alice)
+
+    with pytest.raises(state.InvalidState, match="no writable field"):
+        state.update_state("session", session.pk, {"total_cost": Decimal(1)})
+    with pytest.raises(state.InvalidState, match="no counter field"):
+        state.add_to_counters("session", session.pk, {"title": 1})
+
+
+def test_read_fields_reads_stored_values_or_none(alice):
+    session = make_session(alice)
+
+    assert state.read_fields("session", session.pk, ["owner_id"]) == {"owner_id": alice.pk}
+    assert state.read_fields("session", uuid.uuid4(), ["owner_id"]) is None
