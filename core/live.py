@@ -16,6 +16,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from core.ids import short_id
+from core.messages import message_role
 
 # Feeds (WebSocket paths) the pages subscribe to.
 DASHBOARD_FEED = "/ws/dashboard/"
@@ -144,15 +145,6 @@ def message_text(content) -> str:
                 parts.append(json.dumps(block, default=str, ensure_ascii=False))
         return "".join(parts)
     return json.dumps(content, default=str, ensure_ascii=False)
-
-
-ROLES = {"human": "user", "ai": "assistant", "tool": "tool", "system": "system"}
-
-
-def message_role(kind) -> str:
-    """user, assistant, tool or system from a LangChain message type (chunks too)."""
-    kind = str(kind or "").lower().removesuffix("chunk").removesuffix("message")
-    return ROLES.get(kind, kind or "message")
 
 
 def tool_call_labels(calls) -> list[str]:

@@ -13,18 +13,21 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
 
-from django.apps import apps
+from celery import signature
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 from django.db.models import Q, Sum
 
 from core import realtime
 from core.time import now
 from history_app.models import Alert, Budget, DailySessionUsage, LLMCall
+from sessions_app.models import Session
 
 logger = logging.getLogger(__name__)
 
 EPOCH = date(1970, 1, 1)
+SEND_ALERT_WEBHOOK = "history_app.tasks.send_alert_webhook"
 
 
 class BudgetExceeded(ValueError):
@@ -100,7 +103,7 @@ def _subject(budget: Budget, user_id, session_id) -> Subject | None:
 
 
 def _user_label(user_id) -> str:
-    User = apps.get_model(settings.AUTH_USER_MODEL)
+    User = get_user_model()
     name = User._default_manager.filter(pk=user_id).values_list(User.USERNAME_FIELD, flat=True)
     return f"user {name.first() or user_id}"
 
@@ -122,7 +125,6 @@ def spent(budget: Budget, subject: Subject, start: date) -> Decimal:
     """What the subject spent (USD or tokens) since ``start``, from the daily rollup."""
     column = "cost_total" if budget.metric == Budget.Metric.COST else "total_tokens"
     if subject.session_id is not None and start == EPOCH:
-        Session = apps.get_model("sessions_app.Session")
         totals = Session._base_manager.filter(pk=subject.session_id).values(
             "total_cost", "total_tokens"
         )
@@ -234,9 +236,8 @@ def alert_payload(alert: Alert) -> dict:
 def _announce(alert: Alert, send_webhook: bool) -> None:
     realtime.push(["dashboard"], alert_payload(alert))
     if send_webhook:
-        from history_app.tasks import send_alert_webhook
-
         try:
-            send_alert_webhook.delay(alert.pk)
+            # By name: history_app.tasks imports this module (no import circle).
+            signature(SEND_ALERT_WEBHOOK, args=(alert.pk,)).delay()
         except Exception:
             logger.exception("could not enqueue the webhook of alert %s", alert.pk)

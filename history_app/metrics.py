@@ -7,7 +7,6 @@ the daily rollup, so a scrape stays cheap however many calls there are.
 
 from datetime import timedelta
 
-from django.apps import apps
 from django.db.models import Count, DurationField, ExpressionWrapper, F, Q, Sum
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
@@ -17,18 +16,22 @@ from prometheus_client.core import (
 )
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from core import state
+from core.statuses import FINAL_RUN_STATUSES, RunStatus
 from core.time import now
 from history_app.models import Alert, DailyModelUsage
 
-RUN_STATUSES = ("pending", "running", "success", "error", "timeout", "interrupted")
-FINAL_STATUSES = ("success", "error", "timeout", "interrupted")
+RUN_STATUSES = tuple(RunStatus.values)
+FINAL_STATUSES = tuple(sorted(FINAL_RUN_STATUSES))
 DURATION_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600)
 DURATION_WINDOW = timedelta(hours=1)
 TOKEN_KINDS = ("input", "output", "cache_read", "cache_write", "reasoning")
 
 
 def _runs():
-    return apps.get_model("threads_app", "Run")._base_manager
+    """The runs table, from the state manager's registry (history_app may not import
+    threads_app)."""
+    return state.entity_model("run")._base_manager
 
 
 class StatehouseCollector:
@@ -54,12 +57,12 @@ class StatehouseCollector:
         yield GaugeMetricFamily(
             "statehouse_run_queue_depth",
             "Runs waiting for a worker (status pending).",
-            value=by_status.get("pending", 0),
+            value=by_status.get(RunStatus.PENDING, 0),
         )
         yield GaugeMetricFamily(
             "statehouse_runs_lease_expired",
             "Running runs whose worker lease expired (a dead worker, not yet requeued).",
-            value=runs.filter(status="running", lease_expires_at__lt=at).count(),
+            value=runs.filter(status=RunStatus.RUNNING, lease_expires_at__lt=at).count(),
         )
         yield self._durations(runs, at)
 

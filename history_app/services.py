@@ -1,12 +1,13 @@
-"""History use cases: messages, session context, usage aggregations, budgets.
+"""History use cases: messages, session context, usage aggregations.
 
-What the runtime calls:
+What the runtime calls, each from the module that defines it:
 
-* ``UsageCallbackHandler(run_id, thread_id, session_id, user_id)`` (history_app.callbacks)
-  in ``config["callbacks"]`` of every run: records each LLM call as it ends;
-* :func:`record_run_messages` with the run and its graph state's ``messages``;
-* :func:`check_budgets` before creating a run (raises :class:`BudgetExceeded`);
-* :func:`context_for_new_thread` to seed a new thread from its session.
+* ``history_app.callbacks.UsageCallbackHandler(run_id, thread_id, session_id, user_id)``
+  in ``config["callbacks"]`` of every run: records each LLM call as it ends
+  (``history_app.recording.record_llm_call``);
+* :func:`record_run_messages` here, with the run and its graph state's ``messages``;
+* ``history_app.budgets.check_budgets`` before creating a run (raises ``BudgetExceeded``);
+* :func:`context_for_new_thread` here, to seed a new thread from its session.
 """
 
 import hashlib
@@ -16,58 +17,23 @@ from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
-from django.apps import apps
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.db.models import Count, Max, Q, Sum
 
 from core import state
+from core.messages import message_role
 from core.metadata import InvalidJSON, json_size, strip_nul, to_json
 from core.time import now
-from history_app.budgets import BudgetExceeded, check_budgets
 from history_app.models import DailyModelUsage, DailySessionUsage, LLMCall, Message
-from history_app.recording import CallRecord, record_llm_call
-
-__all__ = [
-    "BudgetExceeded",
-    "CallRecord",
-    "check_budgets",
-    "context_for_new_thread",
-    "record_llm_call",
-    "record_run_messages",
-    "session_context",
-    "update_session_context",
-    "usage_by",
-    "usage_totals",
-]
+from sessions_app.models import Session
 
 logger = logging.getLogger(__name__)
 
 CONTEXT_RETRIES = 5
 
 # --- messages ---------------------------------------------------------------------------
-
-ROLE_BY_TYPE = {
-    "human": "user",
-    "user": "user",
-    "ai": "assistant",
-    "assistant": "assistant",
-    "tool": "tool",
-    "function": "tool",
-    "system": "system",
-    "developer": "system",
-}
-
-
-def _role(kind: Any) -> str:
-    """Our role for a LangChain type ("human", "AIMessageChunk") or an OpenAI role."""
-    name = str(kind or "").lower()
-    for suffix in ("messagechunk", "message", "chunk"):
-        if name.endswith(suffix) and name != suffix:
-            name = name[: -len(suffix)]
-            break
-    return ROLE_BY_TYPE.get(name, name)
 
 
 def _json_safe(value: Any) -> Any:
@@ -85,7 +51,13 @@ def _normalize(message: Any) -> dict | None:
     if isinstance(message, str):
         return {"role": "user", "content": message, "id": "", "name": "", "extra": {}}
     if isinstance(message, (tuple, list)) and len(message) == 2:
-        return {"role": _role(message[0]), "content": message[1], "id": "", "name": "", "extra": {}}
+        return {
+            "role": message_role(message[0]),
+            "content": message[1],
+            "id": "",
+            "name": "",
+            "extra": {},
+        }
     if isinstance(message, dict):
         data = message
         kind = data.get("role") or data.get("type")
@@ -98,7 +70,7 @@ def _normalize(message: Any) -> dict | None:
         def get(key, default=None):
             return getattr(message, key, default)
 
-    role = _role(kind)
+    role = message_role(kind)
     if role not in Message.Role.values:
         return None  # RemoveMessage and other non-messages
     extra = {}
@@ -132,11 +104,9 @@ def record_run_messages(run, messages, *, update_context: bool = True) -> list[M
     recording the same state again adds nothing. Returns the new Message rows, and
     refreshes the session's context window when there are any.
     """
-    Thread = apps.get_model("threads_app", "Thread")
-    if not hasattr(run, "thread_id"):
-        run = apps.get_model("threads_app", "Run")._base_manager.get(pk=run)
-    thread_id = run.thread_id
-    session_id = Thread._base_manager.filter(pk=thread_id).values_list("session_id", flat=True)[0]
+    run_id = getattr(run, "pk", run)
+    thread_id = run.thread_id if hasattr(run, "thread_id") else _fields("run", run_id, "thread_id")
+    session_id = _fields("thread", thread_id, "session_id")
     items = []
     for position, message in enumerate(messages or []):
         try:
@@ -173,7 +143,7 @@ def record_run_messages(run, messages, *, update_context: bool = True) -> list[M
                 Message(
                     session_id=session_id,
                     thread_id=thread_id,
-                    run_id=run.pk,
+                    run_id=run_id,
                     sequence=sequence,
                     role=item["role"],
                     content=item["content"],
@@ -239,22 +209,22 @@ def _with_defaults(context: Any) -> dict:
     return context
 
 
+def _fields(entity_type: str, entity_id, field: str):
+    """One field of a thread or run (history may not import threads_app's models)."""
+    row = state.read_fields(entity_type, entity_id, [field])
+    if row is None:
+        raise state.EntityNotFound(entity_type, entity_id)
+    return row[field]
+
+
 def _update_context(session_id, change) -> Any:
-    for attempt in range(CONTEXT_RETRIES):
-        current = state.get_state("session", session_id)
-        context = change(_with_defaults(current.get("context")))
-        try:
-            return state.update_state(
-                "session",
-                session_id,
-                {"context": context},
-                expected_version=current["version"],
-                actor="history",
-            )
-        except state.StateConflict:
-            if attempt == CONTEXT_RETRIES - 1:
-                raise
-    return None
+    return state.update_state_with_retry(
+        "session",
+        session_id,
+        lambda current: {"context": change(_with_defaults(current.get("context")))},
+        attempts=CONTEXT_RETRIES,
+        actor="history",
+    )
 
 
 def refresh_session_context(session_id) -> None:
@@ -284,7 +254,6 @@ def update_session_context(
 def session_context(session) -> dict:
     """The session's context: {"messages": [...], "summary": "", "variables": {}}."""
     if not hasattr(session, "context"):
-        Session = apps.get_model("sessions_app", "Session")
         session = Session._base_manager.get(pk=session)
     return _with_defaults(session.context)
 
@@ -486,7 +455,6 @@ def _usernames(user_ids) -> dict:
 
 
 def _session_titles(session_ids) -> dict:
-    Session = apps.get_model("sessions_app", "Session")
     rows = Session._base_manager.filter(pk__in=[s for s in session_ids if s is not None])
     return {pk: (title, owner) for pk, title, owner in rows.values_list("pk", "title", "owner_id")}
 

@@ -19,6 +19,7 @@ import threading
 
 import kombu.exceptions
 import redis
+from celery import signature
 from django.conf import settings
 from django.db import connection
 from redis.backoff import NoBackoff
@@ -30,6 +31,8 @@ from threads_app.models import Run
 
 logger = logging.getLogger(__name__)
 
+EXECUTE_RUN = "statehouse.execute_run"  # the task (threads_app.tasks.execute_run)
+
 _send_outage = OutageLog(
     logger, "cannot send runs to the broker (they stay pending and are sent once it is back)"
 )
@@ -38,10 +41,9 @@ _watch_outage = OutageLog(logger, "broker unreachable")
 
 def send_run(run_id, countdown: float | None = None) -> bool:
     """Send the run to a worker; False when the broker did not take it."""
-    from threads_app.tasks import execute_run
-
     try:
-        execute_run.apply_async(args=[str(run_id)], countdown=countdown or None)
+        # By name: threads_app.tasks imports this module (no import circle).
+        signature(EXECUTE_RUN, args=(str(run_id),)).apply_async(countdown=countdown or None)
     except (kombu.exceptions.OperationalError, redis.RedisError, OSError) as exc:
         _send_outage.failed(exc)
         return False

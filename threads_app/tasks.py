@@ -9,7 +9,7 @@ _sweeper: runtime.Sweeper | None = None
 
 
 @shared_task(
-    name="statehouse.execute_run",
+    name=broker.EXECUTE_RUN,
     acks_late=True,
     reject_on_worker_lost=True,
     # A claim that failed on a transient database error is sent again after 1, 2, 4...
@@ -22,11 +22,6 @@ _sweeper: runtime.Sweeper | None = None
 )
 def execute_run(run_id: str) -> str:
     return runtime.execute_run(run_id)
-
-
-@shared_task(name="statehouse.sweep")
-def sweep() -> dict:
-    return runtime.sweep()
 
 
 @worker_ready.connect(dispatch_uid="threads_app.start_sweeper")

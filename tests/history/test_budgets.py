@@ -37,8 +37,20 @@ def committed(django_capture_on_commit_callbacks):
 @pytest.fixture
 def enqueued(monkeypatch):
     sent = []
-    monkeypatch.setattr(tasks.send_alert_webhook, "delay", lambda alert_id: sent.append(alert_id))
+    # budgets sends the task by name (a signature): its apply_async is the task's.
+    monkeypatch.setattr(
+        tasks.send_alert_webhook,
+        "apply_async",
+        lambda args=(), kwargs=None, **options: sent.append(*args),
+    )
     return sent
+
+
+def test_budgets_sends_the_webhook_task_by_its_registered_name():
+    from config.celery import app
+
+    assert tasks.send_alert_webhook.name == budgets.SEND_ALERT_WEBHOOK
+    assert app.tasks[budgets.SEND_ALERT_WEBHOOK].name == tasks.send_alert_webhook.name
 
 
 def call(place, committed, times=1):
