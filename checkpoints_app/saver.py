@@ -1,4 +1,4 @@
-"""DjangoSaver: LangGraph's checkpoint saver on the Django ORM.
+"""DjangoSaver: LangGraph's checkpoint saver on the tables of Django models, in SQL.
 
 Storage follows langgraph-checkpoint-postgres: a checkpoint row holds the checkpoint as
 JSON with its primitive channel values inline; other values are blobs keyed by (thread,
@@ -10,7 +10,9 @@ Every call is a constant number of statements, whatever the size of the thread: 
 one statement that returns the checkpoints, the blobs they use (each once) and their
 writes; ``put`` and ``put_writes`` are one statement on PostgreSQL (one transaction of
 two on SQLite). The hot statements are SQL written for each vendor, because the ORM
-cannot express "the blobs named by a JSON column" or a multi-table insert.
+cannot express "the blobs named by a JSON column" or a multi-table insert; the other
+calls (deletes, copies, prunes) are SQL too, on the models' tables. The ORM is used for
+the table names and the schema only: no statement goes through a QuerySet.
 
 Connections: a call uses the calling thread's Django connection when that thread is the
 main thread, when that connection is open already (a request thread that has read a
@@ -20,7 +22,8 @@ pool; ``a*`` methods run in the event loop's executor) it borrows a connection f
 small process-wide pool, installs it as the thread's connection for the duration of the
 call and takes it back afterwards, so no connection is ever left open in a short-lived
 thread (under Django's own connection pool, the connection goes back to that pool after
-each call).
+each call). The pool and the saver's cursors are in ``checkpoints_app.connections``
+(what they take from Django's internals, and why);
 :func:`close_pooled_connections` closes the pool's idle connections.
 
 On PostgreSQL the hot statements are prepared (``prepare=False`` turns that off, for
@@ -32,22 +35,18 @@ poolers that cannot keep prepared statements).
 from __future__ import annotations
 
 import asyncio
-import atexit
 import math
-import os
 import random
 import threading
-import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import cached_property, lru_cache
+from functools import cached_property
 from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, connections, router, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import (
     WRITES_IDX_MAP,
@@ -64,6 +63,9 @@ from langgraph.checkpoint.serde.base import SerializerProtocol
 from langgraph.checkpoint.serde.types import INTERRUPT, RESUME
 
 from checkpoints_app import models
+from checkpoints_app.connections import close_pooled_connections as close_pooled_connections
+from checkpoints_app.connections import pooled_connection_count as pooled_connection_count
+from checkpoints_app.connections import run_statement, saver_connection, saver_cursor
 from core.metadata import strip_nul
 
 try:
@@ -373,289 +375,6 @@ def _contains(document: Any, query: Any) -> bool:
     return document == query
 
 
-# --- connections --------------------------------------------------------------------
-
-_POOLED = "_statehouse_checkpoint_pool"
-
-
-class _ConnectionPool:
-    """Django connections lent to threads that must not open their own.
-
-    A borrowed connection is installed as the thread's connection for one saver call
-    and returned afterwards; idle ones stay open (up to ``max_idle`` per alias) so the
-    next call does not reconnect. When the database uses Django's own connection pool
-    (``OPTIONS["pool"]``), the connection goes back to that pool after every call
-    instead, so that savers never hold connections others wait for. An idle connection
-    is checked before it is lent (one empty round trip). After a fork the inherited
-    connections are forgotten (not closed: their sockets belong to the parent).
-    """
-
-    max_idle = 4
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._idle: dict[str, list[BaseDatabaseWrapper]] = defaultdict(list)
-        self._pid = os.getpid()
-        self._orphans: list[BaseDatabaseWrapper] = []
-
-    def acquire(self, alias: str) -> BaseDatabaseWrapper:
-        with self._lock:
-            if self._pid != os.getpid():
-                for idle in self._idle.values():
-                    self._orphans.extend(idle)
-                self._idle.clear()
-                self._pid = os.getpid()
-            idle = self._idle[alias]
-            wrapper = idle.pop() if idle else None
-        if wrapper is None:
-            wrapper = connections.create_connection(alias)
-            wrapper.inc_thread_sharing()
-            setattr(wrapper, _POOLED, True)
-        elif wrapper.connection is not None:
-            max_age = wrapper.settings_dict.get("CONN_MAX_AGE") or 0
-            if max_age and wrapper.close_at is not None and time.monotonic() >= wrapper.close_at:
-                wrapper.close()
-            elif not wrapper.is_usable():
-                # Broken by an error, or ended while idle (a server restart, say): never
-                # lent again; the call opens a new one (psycopg_pool's check, by hand).
-                wrapper.close()
-            else:
-                wrapper.errors_occurred = False
-        return wrapper
-
-    def release(self, alias: str, wrapper: BaseDatabaseWrapper) -> None:
-        if wrapper.in_atomic_block or (
-            wrapper.connection is not None and not wrapper.get_autocommit()
-        ):
-            wrapper.close()  # left in a transaction by a bug: never lend it again
-            return
-        if wrapper.settings_dict["OPTIONS"].get("pool"):
-            wrapper.close()  # back to Django's pool; the wrapper itself is kept
-        with self._lock:
-            idle = self._idle[alias]
-            if self._pid == os.getpid() and len(idle) < self.max_idle:
-                idle.append(wrapper)
-                return
-        wrapper.close()
-
-    def close_all(self) -> None:
-        with self._lock:
-            wrappers = [w for idle in self._idle.values() for w in idle]
-            self._idle.clear()
-        for wrapper in wrappers:
-            wrapper.close()
-
-    def idle_count(self, alias: str | None = None) -> int:
-        """How many idle wrappers hold an open connection."""
-        with self._lock:
-            aliases = [alias] if alias is not None else list(self._idle)
-            return sum(
-                1
-                for name in aliases
-                for wrapper in self._idle.get(name, ())
-                if wrapper.connection is not None
-            )
-
-
-_pool = _ConnectionPool()
-_MAIN_THREAD = threading.main_thread()
-atexit.register(_pool.close_all)
-
-
-def close_pooled_connections() -> None:
-    """Close the idle connections the savers keep for other threads (tests, shutdown)."""
-    _pool.close_all()
-
-
-def pooled_connection_count(alias: str | None = None) -> int:
-    return _pool.idle_count(alias)
-
-
-@lru_cache(maxsize=512)
-def _qmark(statement: str) -> str:
-    # The saver's statements have no literal "%", so this is Django's conversion.
-    return statement.replace("%s", "?")
-
-
-class _QmarkCursor:
-    """A sqlite3 cursor taking the saver's %s placeholders, converted once per statement
-    (Django's SQLite cursor converts with a regex on every call)."""
-
-    def __init__(self, cursor):
-        self.cursor = cursor
-
-    def execute(self, statement, params=None):
-        return self.cursor.execute(_qmark(statement), params or ())
-
-    def __getattr__(self, name):
-        return getattr(self.cursor, name)
-
-    def __iter__(self):
-        return iter(self.cursor)
-
-
-_NEVER = 2**31 - 1
-
-if psycopg is not None:
-
-    class _PreparedCursor(psycopg.Cursor):
-        """Server-side binding, prepared statements (as PostgresSaver)."""
-
-        def execute(self, query, params=None, *, prepare=None, binary=None):
-            return super().execute(query, params, prepare=True, binary=binary)
-
-
-def _raw_cursor(connection: BaseDatabaseWrapper, prepare: bool):
-    """A DB-API cursor on the connection (which must be open).
-
-    On PostgreSQL it binds parameters on the server and exchanges values in binary:
-    Django's default client-side cursor sends and receives bytea as hex text, which
-    doubles every blob and costs more than the rest of a read. With ``prepare`` its
-    statements are prepared (planned once per connection), as PostgresSaver's are.
-    """
-    if connection.vendor == "postgresql":
-        pg_connection = connection.connection
-        if prepare and pg_connection.prepare_threshold is None:
-            # Django turns preparing off (None), which also ignores prepare=True. A
-            # threshold never reached keeps Django's own statements unprepared and
-            # lets ours be prepared on request.
-            pg_connection.prepare_threshold = _NEVER
-        cursor = (_PreparedCursor if prepare else psycopg.Cursor)(pg_connection)
-        cursor.format = psycopg.pq.Format.BINARY
-        return cursor
-    return _QmarkCursor(connection.connection.cursor())
-
-
-class _ServerBindingDebugCursor(CursorDebugWrapper):
-    """Django's debug cursor reads the logged SQL off a client-side psycopg cursor; with
-    server-side binding it would log None, so log the statement with its parameters."""
-
-    def execute(self, sql, params=None):
-        with self.debug_sql(self._composed(sql, params)):
-            return CursorWrapper.execute(self, sql, params)
-
-    def _composed(self, sql, params):
-        try:
-            return self.db.ops.compose_sql(sql, params)
-        except Exception:
-            return sql
-
-
-def _cursor(connection: BaseDatabaseWrapper, prepare: bool = False):
-    """A cursor for the saver's statements, wrapped by Django as its own cursors are
-    (queries logged and counted by tests, errors translated)."""
-    connection.close_if_health_check_failed()
-    connection.ensure_connection()
-    connection.validate_thread_sharing()
-    with connection.wrap_database_errors:
-        raw = _raw_cursor(connection, prepare)
-    if connection.queries_logged:
-        if connection.vendor == "postgresql":
-            return _ServerBindingDebugCursor(raw, connection)
-        return connection.make_debug_cursor(raw)
-    return connection.make_cursor(raw)
-
-
-_CURSORS = "_statehouse_checkpoint_cursors"
-
-
-def _execute(
-    connection: BaseDatabaseWrapper,
-    statement: str,
-    params: Sequence[Any],
-    prepare: bool = False,
-    fetch: bool = False,
-):
-    """Run one of the hot statements; its rows if ``fetch``.
-
-    When nobody watches the queries (no logging, no execute wrappers), the cursor is
-    kept on the connection and run as Django's cursor wrapper runs one (broken
-    transaction check, error translation): making and wrapping a cursor is a good part
-    of a short call's cost.
-    """
-    if connection.queries_logged or connection.execute_wrappers:
-        with _cursor(connection, prepare) as cursor:
-            cursor.execute(statement, params)
-            return cursor.fetchall() if fetch else None
-    connection.close_if_health_check_failed()
-    connection.ensure_connection()
-    raw = connection.connection
-    cache = connection.__dict__.get(_CURSORS)
-    if cache is None or cache[0] is not raw:
-        cache = connection.__dict__[_CURSORS] = (raw, {})
-    cursor = cache[1].get(prepare)
-    connection.validate_no_broken_transaction()
-    with connection.wrap_database_errors:
-        if cursor is None:
-            connection.validate_thread_sharing()
-            cursor = _raw_cursor(connection, prepare)
-            if isinstance(cursor, _QmarkCursor):
-                cursor = cursor.cursor  # the sqlite3 cursor: statements converted below
-            cache[1][prepare] = cursor
-        if connection.vendor == "sqlite":
-            statement = _qmark(statement)
-        cursor.execute(statement, params)
-        if not fetch:
-            return None
-        rows = cursor.fetchall()
-        if len(rows) > 100:
-            # A psycopg cursor holds its last result until the next one: do not keep a
-            # large one alive on the connection.
-            cursor.close()
-            del cache[1][prepare]
-        return rows
-
-
-def _thread_connection(alias: str) -> BaseDatabaseWrapper | None:
-    """This thread's connection object for ``alias``, without creating one."""
-    for wrapper in connections.all(initialized_only=True):
-        if wrapper.alias == alias:
-            return wrapper
-    return None
-
-
-class _connection:
-    """``with _connection(alias) as connection``: the connection a saver call uses.
-
-    The main thread's own; this thread's own when it is open already or inside
-    ``atomic`` (the caller's transaction); otherwise one borrowed from the pool,
-    installed as this thread's connection until the call ends.
-    """
-
-    __slots__ = ("alias", "borrowed", "own")
-
-    def __init__(self, alias: str):
-        self.alias = alias
-        self.borrowed = None
-
-    def __enter__(self) -> BaseDatabaseWrapper:
-        alias = self.alias
-        if threading.current_thread() is _MAIN_THREAD:
-            return connections[alias]
-        own = self.own = _thread_connection(alias)
-        if own is not None and (
-            own.connection is not None or own.in_atomic_block or getattr(own, _POOLED, False)
-        ):
-            # Open already: whoever opened it closes it (a request's end, a task's end),
-            # and borrowing a second one here could wait forever on a full pool while
-            # this thread holds the first (a request that read a row, then the state).
-            return own
-        wrapper = self.borrowed = _pool.acquire(alias)
-        connections[alias] = wrapper
-        return wrapper
-
-    def __exit__(self, *exc_info) -> None:
-        wrapper = self.borrowed
-        if wrapper is None:
-            return
-        self.borrowed = None
-        if self.own is None:
-            del connections[self.alias]
-        else:
-            connections[self.alias] = self.own
-        _pool.release(self.alias, wrapper)
-
-
 # --- the saver ----------------------------------------------------------------------
 
 
@@ -675,7 +394,8 @@ class RawCheckpoint:
 
 
 class DjangoSaver(BaseCheckpointSaver[str]):
-    """A LangGraph checkpointer storing checkpoints with the Django ORM.
+    """A LangGraph checkpointer storing checkpoints in the Django models' tables (SQL on
+    Django's connections; see the module docstring).
 
     ``DjangoSaver()`` uses the default database (``using=`` another alias); ``serde=``
     replaces LangGraph's JsonPlusSerializer. Usable from sync and async code.
@@ -706,7 +426,7 @@ class DjangoSaver(BaseCheckpointSaver[str]):
         return sql
 
     def _rows(self, sql: str, params: Sequence[Any]) -> list[tuple]:
-        with _connection(self.using) as connection, _cursor(connection) as cursor:
+        with saver_connection(self.using) as connection, saver_cursor(connection) as cursor:
             cursor.execute(sql, params)
             return cursor.fetchall()
 
@@ -743,7 +463,7 @@ class DjangoSaver(BaseCheckpointSaver[str]):
             params.append(_checkpoint_id(before_id))
         if limit is not None and limit <= 0:
             return []
-        with _connection(self.using) as connection:
+        with saver_connection(self.using) as connection:
             sql = self._sql(connection)
             recheck = False
             if filter:
@@ -758,7 +478,7 @@ class DjangoSaver(BaseCheckpointSaver[str]):
             statement = sql.select(
                 " AND ".join(where) or "1 = 1", limit is not None, not latest_only
             )
-            rows = _execute(connection, statement, params, self.prepare, fetch=True)
+            rows = run_statement(connection, statement, params, self.prepare, fetch=True)
         return self._assemble(rows)
 
     def _prefilter(self, sql: _SQL, where, params, filter, limit):
@@ -767,7 +487,7 @@ class DjangoSaver(BaseCheckpointSaver[str]):
             f"SELECT id, metadata FROM {sql.cp} WHERE {' AND '.join(where)} "
             "ORDER BY checkpoint_id DESC"
         )
-        with _cursor(connections[self.using]) as cursor:
+        with saver_cursor(connections[self.using]) as cursor:
             cursor.execute(statement, params)
             ids = [pk for pk, metadata in cursor.fetchall() if _contains(_loads(metadata), filter)]
         if limit is not None:
@@ -838,14 +558,14 @@ class DjangoSaver(BaseCheckpointSaver[str]):
         configurable = config["configurable"]
         ns = _namespace(configurable.get("checkpoint_ns"))
         checkpoint_id = configurable.get("checkpoint_id")
-        with _connection(self.using) as connection:
+        with saver_connection(self.using) as connection:
             sql = self._sql(connection)
             if checkpoint_id:
                 statement = sql.get_exact
                 params = (thread_id, ns, _checkpoint_id(checkpoint_id))
             else:
                 statement, params = sql.get_latest, (thread_id, ns)
-            rows = _execute(connection, statement, params, self.prepare, fetch=True)
+            rows = run_statement(connection, statement, params, self.prepare, fetch=True)
         found = self._assemble(rows)
         return found[0] if found else None
 
@@ -938,7 +658,7 @@ class DjangoSaver(BaseCheckpointSaver[str]):
             raise ValueError(f"checkpoint cannot be stored as JSON: {exc}") from None
         metadata_json, run_id = _metadata(get_serializable_checkpoint_metadata(config, metadata))
 
-        with _connection(self.using) as connection:
+        with saver_connection(self.using) as connection:
             sql = self._sql(connection)
             row = (
                 thread_id,
@@ -955,11 +675,15 @@ class DjangoSaver(BaseCheckpointSaver[str]):
             if sql.postgres or not blob_count:
                 # One statement: atomic by itself, or part of the caller's transaction.
                 with _write(connection, atomic=False):
-                    _execute(connection, sql.put(blob_count), [*blob_params, *row], self.prepare)
+                    run_statement(
+                        connection, sql.put(blob_count), [*blob_params, *row], self.prepare
+                    )
             else:
                 with _write(connection):
-                    _execute(connection, sql.insert_blobs(blob_count), blob_params, self.prepare)
-                    _execute(connection, sql.upsert_checkpoint, row, self.prepare)
+                    run_statement(
+                        connection, sql.insert_blobs(blob_count), blob_params, self.prepare
+                    )
+                    run_statement(connection, sql.upsert_checkpoint, row, self.prepare)
         return {
             "configurable": {
                 "thread_id": thread_id,
@@ -995,10 +719,12 @@ class DjangoSaver(BaseCheckpointSaver[str]):
             path = task_path or ""
             rows[idx] = (thread_id, ns, checkpoint_id, task_id, path, idx, channel, kind, blob)
         params = [value for row in rows.values() for value in row]
-        with _connection(self.using) as connection:
+        with saver_connection(self.using) as connection:
             sql = self._sql(connection)
             with _write(connection, atomic=False):
-                _execute(connection, sql.insert_writes(len(rows), upsert), params, self.prepare)
+                run_statement(
+                    connection, sql.insert_writes(len(rows), upsert), params, self.prepare
+                )
 
     async def aput(
         self,
@@ -1028,9 +754,9 @@ class DjangoSaver(BaseCheckpointSaver[str]):
         if not thread_ids:
             return
         marks = ", ".join(["%s"] * len(thread_ids))
-        with _connection(self.using) as connection:
+        with saver_connection(self.using) as connection:
             sql = self._sql(connection)
-            with _write(connection), _cursor(connection) as cursor:
+            with _write(connection), saver_cursor(connection) as cursor:
                 for table in (sql.wr, sql.bl, sql.cp):
                     cursor.execute(f"DELETE FROM {table} WHERE thread_id IN ({marks})", thread_ids)
 
@@ -1040,10 +766,10 @@ class DjangoSaver(BaseCheckpointSaver[str]):
             return
         columns = sorted({run_id[: models.RUN_ID_MAX] for run_id in wanted})
         marks = ", ".join(["%s"] * len(columns))
-        with _connection(self.using) as connection:
+        with saver_connection(self.using) as connection:
             sql = self._sql(connection)
             with _write(connection):
-                with _cursor(connection) as cursor:
+                with saver_cursor(connection) as cursor:
                     cursor.execute(
                         f"SELECT id, thread_id, checkpoint_ns, checkpoint_id, {sql.metadata} "
                         f"FROM {sql.cp} WHERE run_id IN ({marks})",
@@ -1064,7 +790,7 @@ class DjangoSaver(BaseCheckpointSaver[str]):
         groups: dict[tuple[str, str], list[tuple[int, str]]] = defaultdict(list)
         for pk, thread_id, ns, checkpoint_id in doomed:
             groups[(thread_id, ns)].append((pk, checkpoint_id))
-        with _cursor(connection) as cursor:
+        with saver_cursor(connection) as cursor:
             for (thread_id, ns), items in groups.items():
                 for start in range(0, len(items), 500):
                     chunk = items[start : start + 500]
@@ -1124,9 +850,9 @@ class DjangoSaver(BaseCheckpointSaver[str]):
         if until is not None:
             bound, cbound = " AND checkpoint_id <= %s", " AND c.checkpoint_id <= %s"
             bound_params = [_checkpoint_id(until)]
-        with _connection(self.using) as connection:
+        with saver_connection(self.using) as connection:
             sql = self._sql(connection)
-            with _write(connection), _cursor(connection) as cursor:
+            with _write(connection), saver_cursor(connection) as cursor:
                 cursor.execute(
                     f"INSERT INTO {sql.bl} ({_BLOB_COLUMNS}) "
                     f"SELECT %s, b.checkpoint_ns, b.channel, b.version, b.type, b.blob "
@@ -1160,9 +886,9 @@ class DjangoSaver(BaseCheckpointSaver[str]):
         thread_id = _checked(thread_id, "thread_id", models.THREAD_ID_MAX)
         ns = _namespace(checkpoint_ns)
         checkpoint_id = _checkpoint_id(checkpoint_id)
-        with _connection(self.using) as connection:
+        with saver_connection(self.using) as connection:
             sql = self._sql(connection)
-            with _write(connection, atomic=False), _cursor(connection) as cursor:
+            with _write(connection, atomic=False), saver_cursor(connection) as cursor:
                 cursor.execute(
                     f"DELETE FROM {sql.wr} WHERE thread_id = %s AND checkpoint_ns = %s "
                     "AND checkpoint_id = %s AND channel <> %s AND task_id IN ("
@@ -1196,7 +922,7 @@ class DjangoSaver(BaseCheckpointSaver[str]):
         if not thread_ids:
             return []
         marks = ", ".join(["%s"] * len(thread_ids))
-        with _connection(self.using) as connection:
+        with saver_connection(self.using) as connection:
             sql = self._sql(connection)
             has_key = (
                 "(metadata ? 'counters_since_delta_snapshot' "
@@ -1205,7 +931,7 @@ class DjangoSaver(BaseCheckpointSaver[str]):
                 else "(json_type(metadata, '$.counters_since_delta_snapshot') IS NOT NULL "
                 "OR json_type(metadata, '$.delta_writes_versioned') IS NOT NULL)"
             )
-            with _cursor(connection) as cursor:
+            with saver_cursor(connection) as cursor:
                 cursor.execute(
                     f"SELECT DISTINCT thread_id FROM {sql.cp} "
                     f"WHERE thread_id IN ({marks}) AND {has_key}",
@@ -1229,10 +955,10 @@ class DjangoSaver(BaseCheckpointSaver[str]):
         keeps its newest). One transaction; returns the (namespace, checkpoint_id) deleted
         (or that would be, ``dry_run``)."""
         thread_id = _checked(thread_id, "thread_id", models.THREAD_ID_MAX)
-        with _connection(self.using) as connection:
+        with saver_connection(self.using) as connection:
             sql = self._sql(connection)
             with _write(connection):
-                with _cursor(connection) as cursor:
+                with saver_cursor(connection) as cursor:
                     cursor.execute(
                         f"SELECT id, checkpoint_ns, checkpoint_id, created_at, "
                         f"CASE WHEN checkpoint_ns = '' THEN NULL ELSE {sql.metadata} END "

@@ -9,10 +9,10 @@ import pytest
 from django.db import connection
 from django.db.backends.signals import connection_created
 
+from checkpoints_app.connections import ConnectionPool
 from checkpoints_app.models import Checkpoint
 from checkpoints_app.saver import (
     DjangoSaver,
-    _ConnectionPool,
     close_pooled_connections,
     pooled_connection_count,
 )
@@ -92,7 +92,7 @@ def test_langgraphs_writer_threads_borrow_pooled_connections_and_leave_none(thre
     pooled = opened.pooled()
     still_open = [wrapper for wrapper in pooled if wrapper.connection is not None]
     assert 1 <= len(opened.sockets()) < 6 * 9  # reused: not one per put or put_writes
-    assert len(still_open) == pooled_connection_count() <= _ConnectionPool.max_idle
+    assert len(still_open) == pooled_connection_count() <= ConnectionPool.max_idle
     assert Checkpoint.objects.filter(thread_id="pool-1").count() == 6 * 5
 
     close_pooled_connections()
@@ -117,7 +117,7 @@ async def test_async_calls_run_off_the_event_loop_on_pooled_connections(threaded
     assert latest.metadata["step"] == 3
     assert opened.strays() == []
     still_open = [wrapper for wrapper in opened.pooled() if wrapper.connection is not None]
-    assert len(still_open) == pooled_connection_count() <= _ConnectionPool.max_idle
+    assert len(still_open) == pooled_connection_count() <= ConnectionPool.max_idle
 
 
 def test_a_thread_whose_connection_is_open_uses_it_instead_of_borrowing(threaded_saver, opened):
@@ -156,7 +156,7 @@ def test_postgres_backends_do_not_grow_with_runs(on_postgres, threaded_saver, op
     django_pool = connection.settings_dict["OPTIONS"].get("pool")
     # With Django's pool, connections go back to it after each call (its size bounds
     # them); without, the saver keeps a few idle ones, plus the test's own connection.
-    limit = django_pool["max_size"] if django_pool else _ConnectionPool.max_idle + 1
+    limit = django_pool["max_size"] if django_pool else ConnectionPool.max_idle + 1
 
     def ours_open() -> set[int]:
         return set(opened.backends) & live_backend_pids()
@@ -172,7 +172,7 @@ def test_postgres_backends_do_not_grow_with_runs(on_postgres, threaded_saver, op
     else:
         saver_backends = {pid for pid, by_saver in opened.backends.items() if by_saver}
         kept = saver_backends & live_backend_pids()  # idle, for the next call
-        assert 1 <= len(kept) <= _ConnectionPool.max_idle
+        assert 1 <= len(kept) <= ConnectionPool.max_idle
         close_pooled_connections()
         # (a connection closed by the client leaves pg_stat_activity a moment later)
         assert eventually(lambda: not (saver_backends & live_backend_pids()))

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from django.db import connection
 
-from checkpoints_app.saver import DjangoSaver, _pool, pooled_connection_count
+from checkpoints_app.connections import pool as _pool
+from checkpoints_app.saver import DjangoSaver, pooled_connection_count
 from tests.workers import worker_env
 
 ROOT = Path(__file__).resolve().parents[2]

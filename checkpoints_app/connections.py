@@ -1,0 +1,322 @@
+"""The saver's connections and cursors: a speed-up that reaches into Django's internals.
+
+Why: LangGraph's sync loop writes checkpoints from a thread pool and the ``a*`` methods
+run in an executor: threads that would each open (and leave open) a Django connection
+of their own. :class:`ConnectionPool` lends them a few connections kept open instead,
+installed as the thread's connection for one saver call. And a saver call is a handful
+of short statements, for which Django's cursor wrapper (made per statement) and its
+client-side parameter binding cost more than the statement: :func:`run_statement` keeps
+one raw cursor per connection, binds on the server in binary (blobs travel as bytes,
+not hex text) and, when asked, prepares the statements. ``bench/checkpoints.py``
+measures the saver with them (run it before and after touching this module).
+
+What it relies on (pinned by ``tests/checkpoints/test_connection_internals.py``, which
+fails when a Django upgrade changes them): ``connections.create_connection``,
+assigning and deleting ``connections[alias]`` for the current thread,
+``BaseDatabaseWrapper``'s ``connection``, ``close_at``, ``errors_occurred``,
+``inc_thread_sharing``, ``is_usable``, ``close_if_health_check_failed``,
+``ensure_connection``, ``validate_thread_sharing``, ``validate_no_broken_transaction``,
+``wrap_database_errors``, ``queries_logged``, ``execute_wrappers``, ``make_cursor``,
+``make_debug_cursor``, and ``CursorDebugWrapper.debug_sql``; on PostgreSQL, psycopg's
+``prepare_threshold`` that Django sets to None.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from functools import lru_cache
+from typing import Any
+
+from django.db import connections
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
+
+try:
+    import psycopg
+except ImportError:  # pragma: no cover - SQLite only
+    psycopg = None
+
+POOLED = "_statehouse_checkpoint_pool"
+
+
+class ConnectionPool:
+    """Django connections lent to threads that must not open their own.
+
+    A borrowed connection is installed as the thread's connection for one saver call
+    and returned afterwards; idle ones stay open (up to ``max_idle`` per alias) so the
+    next call does not reconnect. When the database uses Django's own connection pool
+    (``OPTIONS["pool"]``), the connection goes back to that pool after every call
+    instead, so that savers never hold connections others wait for. An idle connection
+    is checked before it is lent (one empty round trip). After a fork the inherited
+    connections are forgotten (not closed: their sockets belong to the parent).
+    """
+
+    max_idle = 4
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._idle: dict[str, list[BaseDatabaseWrapper]] = defaultdict(list)
+        self._pid = os.getpid()
+        self._orphans: list[BaseDatabaseWrapper] = []
+
+    def acquire(self, alias: str) -> BaseDatabaseWrapper:
+        with self._lock:
+            if self._pid != os.getpid():
+                for idle in self._idle.values():
+                    self._orphans.extend(idle)
+                self._idle.clear()
+                self._pid = os.getpid()
+            idle = self._idle[alias]
+            wrapper = idle.pop() if idle else None
+        if wrapper is None:
+            wrapper = connections.create_connection(alias)
+            wrapper.inc_thread_sharing()
+            setattr(wrapper, POOLED, True)
+        elif wrapper.connection is not None:
+            max_age = wrapper.settings_dict.get("CONN_MAX_AGE") or 0
+            if max_age and wrapper.close_at is not None and time.monotonic() >= wrapper.close_at:
+                wrapper.close()
+            elif not wrapper.is_usable():
+                # Broken by an error, or ended while idle (a server restart, say): never
+                # lent again; the call opens a new one (psycopg_pool's check, by hand).
+                wrapper.close()
+            else:
+                wrapper.errors_occurred = False
+        return wrapper
+
+    def release(self, alias: str, wrapper: BaseDatabaseWrapper) -> None:
+        if wrapper.in_atomic_block or (
+            wrapper.connection is not None and not wrapper.get_autocommit()
+        ):
+            wrapper.close()  # left in a transaction by a bug: never lend it again
+            return
+        if wrapper.settings_dict["OPTIONS"].get("pool"):
+            wrapper.close()  # back to Django's pool; the wrapper itself is kept
+        with self._lock:
+            idle = self._idle[alias]
+            if self._pid == os.getpid() and len(idle) < self.max_idle:
+                idle.append(wrapper)
+                return
+        wrapper.close()
+
+    def close_all(self) -> None:
+        with self._lock:
+            wrappers = [w for idle in self._idle.values() for w in idle]
+            self._idle.clear()
+        for wrapper in wrappers:
+            wrapper.close()
+
+    def idle_count(self, alias: str | None = None) -> int:
+        """How many idle wrappers hold an open connection."""
+        with self._lock:
+            aliases = [alias] if alias is not None else list(self._idle)
+            return sum(
+                1
+                for name in aliases
+                for wrapper in self._idle.get(name, ())
+                if wrapper.connection is not None
+            )
+
+
+pool = ConnectionPool()
+_MAIN_THREAD = threading.main_thread()
+atexit.register(pool.close_all)
+
+
+def close_pooled_connections() -> None:
+    """Close the idle connections the savers keep for other threads (tests, shutdown)."""
+    pool.close_all()
+
+
+def pooled_connection_count(alias: str | None = None) -> int:
+    return pool.idle_count(alias)
+
+
+@lru_cache(maxsize=512)
+def _qmark(statement: str) -> str:
+    # The saver's statements have no literal "%", so this is Django's conversion.
+    return statement.replace("%s", "?")
+
+
+class _QmarkCursor:
+    """A sqlite3 cursor taking the saver's %s placeholders, converted once per statement
+    (Django's SQLite cursor converts with a regex on every call)."""
+
+    def __init__(self, cursor):
+        self.cursor = cursor
+
+    def execute(self, statement, params=None):
+        return self.cursor.execute(_qmark(statement), params or ())
+
+    def __getattr__(self, name):
+        return getattr(self.cursor, name)
+
+    def __iter__(self):
+        return iter(self.cursor)
+
+
+NEVER = 2**31 - 1
+
+if psycopg is not None:
+
+    class _PreparedCursor(psycopg.Cursor):
+        """Server-side binding, prepared statements (as PostgresSaver)."""
+
+        def execute(self, query, params=None, *, prepare=None, binary=None):
+            return super().execute(query, params, prepare=True, binary=binary)
+
+
+def _raw_cursor(connection: BaseDatabaseWrapper, prepare: bool):
+    """A DB-API cursor on the connection (which must be open).
+
+    On PostgreSQL it binds parameters on the server and exchanges values in binary:
+    Django's default client-side cursor sends and receives bytea as hex text, which
+    doubles every blob and costs more than the rest of a read. With ``prepare`` its
+    statements are prepared (planned once per connection), as PostgresSaver's are.
+    """
+    if connection.vendor == "postgresql":
+        pg_connection = connection.connection
+        if prepare and pg_connection.prepare_threshold is None:
+            # Django turns preparing off (None), which also ignores prepare=True. A
+            # threshold never reached keeps Django's own statements unprepared and
+            # lets ours be prepared on request.
+            pg_connection.prepare_threshold = NEVER
+        cursor = (_PreparedCursor if prepare else psycopg.Cursor)(pg_connection)
+        cursor.format = psycopg.pq.Format.BINARY
+        return cursor
+    return _QmarkCursor(connection.connection.cursor())
+
+
+class _ServerBindingDebugCursor(CursorDebugWrapper):
+    """Django's debug cursor reads the logged SQL off a client-side psycopg cursor; with
+    server-side binding it would log None, so log the statement with its parameters."""
+
+    def execute(self, sql, params=None):
+        with self.debug_sql(self._composed(sql, params)):
+            return CursorWrapper.execute(self, sql, params)
+
+    def _composed(self, sql, params):
+        try:
+            return self.db.ops.compose_sql(sql, params)
+        except Exception:
+            return sql
+
+
+def saver_cursor(connection: BaseDatabaseWrapper, prepare: bool = False):
+    """A cursor for the saver's statements, wrapped by Django as its own cursors are
+    (queries logged and counted by tests, errors translated)."""
+    connection.close_if_health_check_failed()
+    connection.ensure_connection()
+    connection.validate_thread_sharing()
+    with connection.wrap_database_errors:
+        raw = _raw_cursor(connection, prepare)
+    if connection.queries_logged:
+        if connection.vendor == "postgresql":
+            return _ServerBindingDebugCursor(raw, connection)
+        return connection.make_debug_cursor(raw)
+    return connection.make_cursor(raw)
+
+
+CURSORS = "_statehouse_checkpoint_cursors"
+
+
+def run_statement(
+    connection: BaseDatabaseWrapper,
+    statement: str,
+    params: Sequence[Any],
+    prepare: bool = False,
+    fetch: bool = False,
+):
+    """Run one of the hot statements; its rows if ``fetch``.
+
+    When nobody watches the queries (no logging, no execute wrappers), the cursor is
+    kept on the connection and run as Django's cursor wrapper runs one (broken
+    transaction check, error translation): making and wrapping a cursor is a good part
+    of a short call's cost.
+    """
+    if connection.queries_logged or connection.execute_wrappers:
+        with saver_cursor(connection, prepare) as cursor:
+            cursor.execute(statement, params)
+            return cursor.fetchall() if fetch else None
+    connection.close_if_health_check_failed()
+    connection.ensure_connection()
+    raw = connection.connection
+    cache = connection.__dict__.get(CURSORS)
+    if cache is None or cache[0] is not raw:
+        cache = connection.__dict__[CURSORS] = (raw, {})
+    cursor = cache[1].get(prepare)
+    connection.validate_no_broken_transaction()
+    with connection.wrap_database_errors:
+        if cursor is None:
+            connection.validate_thread_sharing()
+            cursor = _raw_cursor(connection, prepare)
+            if isinstance(cursor, _QmarkCursor):
+                cursor = cursor.cursor  # the sqlite3 cursor: statements converted below
+            cache[1][prepare] = cursor
+        if connection.vendor == "sqlite":
+            statement = _qmark(statement)
+        cursor.execute(statement, params)
+        if not fetch:
+            return None
+        rows = cursor.fetchall()
+        if len(rows) > 100:
+            # A psycopg cursor holds its last result until the next one: do not keep a
+            # large one alive on the connection.
+            cursor.close()
+            del cache[1][prepare]
+        return rows
+
+
+def _thread_connection(alias: str) -> BaseDatabaseWrapper | None:
+    """This thread's connection object for ``alias``, without creating one."""
+    for wrapper in connections.all(initialized_only=True):
+        if wrapper.alias == alias:
+            return wrapper
+    return None
+
+
+class saver_connection:
+    """``with saver_connection(alias) as connection``: the connection a saver call uses.
+
+    The main thread's own; this thread's own when it is open already or inside
+    ``atomic`` (the caller's transaction); otherwise one borrowed from the pool,
+    installed as this thread's connection until the call ends.
+    """
+
+    __slots__ = ("alias", "borrowed", "own")
+
+    def __init__(self, alias: str):
+        self.alias = alias
+        self.borrowed = None
+
+    def __enter__(self) -> BaseDatabaseWrapper:
+        alias = self.alias
+        if threading.current_thread() is _MAIN_THREAD:
+            return connections[alias]
+        own = self.own = _thread_connection(alias)
+        if own is not None and (
+            own.connection is not None or own.in_atomic_block or getattr(own, POOLED, False)
+        ):
+            # Open already: whoever opened it closes it (a request's end, a task's end),
+            # and borrowing a second one here could wait forever on a full pool while
+            # this thread holds the first (a request that read a row, then the state).
+            return own
+        wrapper = self.borrowed = pool.acquire(alias)
+        connections[alias] = wrapper
+        return wrapper
+
+    def __exit__(self, *exc_info) -> None:
+        wrapper = self.borrowed
+        if wrapper is None:
+            return
+        self.borrowed = None
+        if self.own is None:
+            del connections[self.alias]
+        else:
+            connections[self.alias] = self.own
+        pool.release(self.alias, wrapper)

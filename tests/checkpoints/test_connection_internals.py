@@ -1,0 +1,74 @@
+"""checkpoints_app.connections reaches into Django's connection handling: these tests
+fail when a Django (or psycopg) upgrade changes what it relies on (then fix the module,
+and run bench/checkpoints.py)."""
+
+import threading
+
+from django.db import connection, connections
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.backends.utils import CursorDebugWrapper
+
+from checkpoints_app import connections as saver_connections
+
+
+def test_the_wrapper_attributes_it_uses_exist(db):
+    for name in (
+        "close_if_health_check_failed",
+        "ensure_connection",
+        "validate_thread_sharing",
+        "validate_no_broken_transaction",
+        "inc_thread_sharing",
+        "is_usable",
+        "get_autocommit",
+        "make_cursor",
+        "make_debug_cursor",
+    ):
+        assert callable(getattr(BaseDatabaseWrapper, name)), name
+    connection.ensure_connection()
+    for name in ("connection", "close_at", "errors_occurred", "in_atomic_block"):
+        assert hasattr(connection, name), name
+    assert isinstance(connection.queries_logged, bool)
+    assert connection.execute_wrappers == []
+    assert hasattr(connection.wrap_database_errors, "__enter__")
+    assert callable(CursorDebugWrapper.debug_sql)
+
+
+def test_a_created_connection_can_be_installed_for_one_thread_and_removed(db):
+    seen = {}
+
+    def borrow():
+        created = connections.create_connection("default")
+        created.inc_thread_sharing()
+        connections["default"] = created
+        seen["installed"] = connections["default"] is created
+        del connections["default"]
+        seen["fresh"] = connections["default"] is not created
+        connections["default"].close()
+        created.close()
+
+    worker = threading.Thread(target=borrow)
+    worker.start()
+    worker.join(10)
+
+    assert seen == {"installed": True, "fresh": True}
+
+
+def test_a_statement_runs_on_the_cached_raw_cursor_as_on_djangos(db):
+    connection.ensure_connection()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1 + %s", [1])
+        expected = cursor.fetchall()
+
+    rows = saver_connections.run_statement(connection, "SELECT 1 + %s", [1], fetch=True)
+
+    assert [tuple(row) for row in rows] == [tuple(row) for row in expected]
+    raw, cursors = connection.__dict__[saver_connections.CURSORS]
+    assert raw is connection.connection  # kept per raw connection
+    assert cursors
+
+
+def test_on_postgresql_django_still_turns_preparing_off(db, on_postgres):
+    connection.ensure_connection()
+    # Django sets psycopg's prepare_threshold to None; the saver relies on that to
+    # prepare only its own statements (see connections._raw_cursor).
+    assert connection.connection.prepare_threshold in (None, saver_connections.NEVER)
