@@ -108,17 +108,33 @@ def _user_label(user_id) -> str:
     return f"user {name.first() or user_id}"
 
 
-def applicable(user_id, session_id, *, blocking_only: bool = False):
-    """Active budgets that count the spending of this user or this session."""
+def _applicable(user_id, session_id):
     match = Q(scope=Budget.Scope.USER) & (Q(user__isnull=True) | Q(user_id=user_id))
     if session_id is not None:
         match |= Q(scope=Budget.Scope.SESSION) & (
             Q(session__isnull=True) | Q(session_id=session_id)
         )
-    budgets = Budget.objects.filter(match, is_active=True)
+    return Budget.objects.filter(match, is_active=True)
+
+
+def applicable(user_id, session_id, *, blocking_only: bool = False):
+    """Active budgets that count the spending of this user or this session."""
+    budgets = _applicable(user_id, session_id)
     if blocking_only:
         budgets = budgets.filter(action=Budget.Action.BLOCK)
     return list(budgets.order_by("pk"))
+
+
+def applicable_sql(user_id, session_id) -> tuple[str, list]:
+    """``applicable`` as PostgreSQL selecting those budgets' ids (one statement text
+    whatever the arguments, so it can be prepared), for a recorder that asks in its own
+    statement whether there is anything to evaluate after the call."""
+    sql = (
+        f"SELECT id FROM {Budget._meta.db_table} WHERE is_active AND ("  # noqa: S608
+        "(scope = %s AND (user_id IS NULL OR user_id = %s)) OR "
+        "(%s::uuid IS NOT NULL AND scope = %s AND (session_id IS NULL OR session_id = %s)))"
+    )
+    return sql, [Budget.Scope.USER, user_id, session_id, Budget.Scope.SESSION, session_id]
 
 
 def spent(budget: Budget, subject: Subject, start: date) -> Decimal:
