@@ -536,6 +536,78 @@ def retry_run(run_id, actor=None) -> Run:
     )
 
 
+def requeue_run(run_id, actor=None) -> Run:
+    """Send a stuck run to a worker again: a pending run whose message was lost, or a
+    running one whose lease expired (its worker is gone) back to pending first. A running
+    run with a live lease is refused (InvalidRun), a finished one too (RunFinished)."""
+    with transaction.atomic():
+        thread_id = Run.objects.filter(pk=run_id).values_list("thread_id", flat=True).first()
+        if thread_id is None:
+            raise state.EntityNotFound("run", run_id)
+        Thread.objects.lock(thread_id)
+        run = Run.objects.select_for_update().get(pk=run_id)
+        if run.status in Run.FINAL_STATUSES:
+            raise RunFinished(f"run {run.pk} has already finished ({run.status})")
+        if run.status == Run.Status.RUNNING:
+            if run.lease_expires_at is not None and run.lease_expires_at > now():
+                raise InvalidRun(f"run {run.pk} is running on {run.claimed_by} (its lease is live)")
+            run = state.update_state(
+                "run",
+                run.pk,
+                {"status": Run.Status.PENDING, "claimed_by": "", "lease_expires_at": None},
+                expected_version=run.version,
+                actor=actor,
+            )
+        transaction.on_commit(lambda: enqueue(run_id))
+    return run
+
+
+def force_fail_run(run_id, reason: str = "", actor=None) -> Run:
+    """End a stuck run as ``error`` (its thread too, when no other run is active on it).
+
+    A worker still holding the run is asked to stop at its next step."""
+    reason = reason or "failed by an operator"
+    with transaction.atomic():
+        thread_id = Run.objects.filter(pk=run_id).values_list("thread_id", flat=True).first()
+        if thread_id is None:
+            raise state.EntityNotFound("run", run_id)
+        Thread.objects.lock(thread_id)
+        run = Run.objects.select_for_update().get(pk=run_id)
+        if run.status in Run.FINAL_STATUSES:
+            raise RunFinished(f"run {run.pk} has already finished ({run.status})")
+        run = state.update_state(
+            "run",
+            run.pk,
+            {
+                "status": Run.Status.ERROR,
+                "error": reason,
+                "finished_at": now(),
+                "claimed_by": "",
+                "lease_expires_at": None,
+                "cancel_requested": "interrupt",
+            },
+            expected_version=run.version,
+            actor=actor,
+        )
+        others = Run.objects.filter(thread_id=thread_id, status__in=ACTIVE_RUN_STATUSES)
+        if not others.exists():
+            mark_thread_failed(thread_id, reason, actor=actor)
+    return run
+
+
+def force_fail_thread(thread_id, reason: str = "", actor=None) -> Thread:
+    """Mark a thread ``error`` that says it is busy (or waits) with no run going on it;
+    refused (InvalidRun) while one of its runs is pending or running."""
+    reason = reason or "failed by an operator"
+    with transaction.atomic():
+        thread = Thread.objects.lock(thread_id)
+        if thread is None:
+            raise state.EntityNotFound("thread", thread_id)
+        if thread.runs.filter(status__in=ACTIVE_RUN_STATUSES).exists():
+            raise InvalidRun(f"thread {thread.pk} has a run going; cancel or fail that run")
+        return mark_thread_failed(thread.pk, reason, actor=actor)
+
+
 def expire_temporary_threads() -> int:
     """Delete the threads of finished stateless runs after their time to live."""
     cutoff = now() - timedelta(seconds=settings.STATEHOUSE_TEMPORARY_THREAD_TTL_S)

@@ -29,12 +29,12 @@ from django.views.decorators.http import require_GET, require_POST
 from core import live, state
 from core.consumers import is_staff
 from core.views import fragment_name, listing, optional_model
-from threads_app import services
+from threads_app import graph_state, services, studio
 from threads_app.models import Run, RunEvent, Thread
 
 logger = logging.getLogger(__name__)
 
-FRAGMENTS = ("summary", "run", "interrupts", "messages", "runs", "checkpoints")
+FRAGMENTS = ("summary", "run", "interrupts", "messages", "runs", "checkpoints", "graph", "state")
 MESSAGE_LIMIT = 50
 RUN_LIMIT = 20
 CHECKPOINT_LIMIT = 50
@@ -224,8 +224,49 @@ SECTIONS = {
             reverse("admin:threads_app_run_changelist") + f"?thread__id__exact={thread.pk}",
         )
     },
-    "checkpoints": lambda thread, request: {"checkpoints": checkpoints(thread)},
+    "checkpoints": lambda thread, request: {"checkpoints": _with_branches(thread)},
+    "graph": lambda thread, request: _graph_section(thread, request),
+    "state": lambda thread, request: _state_section(thread),
 }
+
+
+def _with_branches(thread) -> dict:
+    """The timeline, each root checkpoint with its branch (checkpoints with the same
+    parent are branches: an edit, a fork, a replay)."""
+    listed = checkpoints(thread)
+    tree = studio.timeline(thread)
+    for row in listed["rows"]:
+        found = tree["by_id"].get(row["id"]) if not row["ns"] else None
+        row["branch"] = found.branch if found else 0
+        row["lane"] = min(row["branch"], 3)
+        row["branch_start"] = bool(found and found.branch_start)
+        row["forks_here"] = found.forks_here if found else 0
+        row["parent_id"] = found.parent_id if found else ""
+    listed["branches"] = tree["branches"]
+    return listed
+
+
+def _graph_section(thread, request) -> dict:
+    try:
+        section = studio.graph_section(thread, current_run(thread, request))
+    except Http404:
+        raise
+    except Exception:
+        logger.exception("drawing the graph of thread %s failed", thread.pk)
+        return {"graph": None}
+    drawing = section.pop("drawing")
+    if drawing is None:
+        return {"graph": None}
+    graph = studio.decorate(drawing, section["running"], section["visited"], section["taken"])
+    return {"graph": graph} | section
+
+
+def _state_section(thread) -> dict:
+    try:
+        return {"snapshot": graph_state.current(thread), "state_error": ""}
+    except Exception:
+        logger.exception("reading the state of thread %s failed", thread.pk)
+        return {"snapshot": {}, "state_error": "The state could not be read."}
 
 
 def _run_section(thread, request) -> dict:
