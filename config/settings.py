@@ -248,6 +248,8 @@ STATEHOUSE_RUN_MAX_ATTEMPTS = env_int("STATEHOUSE_RUN_MAX_ATTEMPTS", 3)
 STATEHOUSE_RUN_TIMEOUT_S = env_float("STATEHOUSE_RUN_TIMEOUT_S", 3600.0)
 # A pending run nobody picked up for this long is enqueued again (a lost message).
 STATEHOUSE_PENDING_RESEND_S = env_float("STATEHOUSE_PENDING_RESEND_S", 60.0)
+# The stuck-work page lists a pending run not taken by a worker within this long.
+STATEHOUSE_STUCK_PENDING_S = env_float("STATEHOUSE_STUCK_PENDING_S", 120.0)
 # How often each worker looks at a Redis broker: once it is back from an outage or a
 # restart (queued messages lost), every pending run is sent again (threads_app/broker.py).
 STATEHOUSE_BROKER_WATCH_S = env_float("STATEHOUSE_BROKER_WATCH_S", 1.0)

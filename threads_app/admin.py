@@ -26,10 +26,16 @@ from threads_app.models import Run, Thread, Workflow
 
 @admin.register(Workflow)
 class WorkflowAdmin(StatefulAdmin):
-    list_display = ("short", "graph_id", "name", "is_system", "version", "updated_at")
+    list_display = ("short", "graph_id", "name", "is_system", "version", "updated_at", "graph")
     list_filter = ("is_system", "graph_id")
     search_fields = ("=id", "graph_id", "name")
     fields = ("graph_id", "name", "description", "config", "context", "metadata", "is_system")
+
+    @admin.display(description="graph")
+    def graph(self, obj):
+        """The workflow's page: its graph drawn, and a form to start a run."""
+        url = reverse("status:workflow", args=[obj.pk])
+        return format_html('<a class="sh-status-link" href="{}">graph, start a run</a>', url)
 
 
 class RunInline(admin.TabularInline):

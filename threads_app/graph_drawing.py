@@ -123,6 +123,7 @@ def draw(graph, xray: bool = True) -> Drawing:
             )
         )
     by_id = {node.id: node for node in drawing.nodes}
+    pairs = {(laid.data.source, laid.data.target) for laid in edges}
     for laid in edges:
         data = laid.data
         points = [(x + dx, y + dy) for x, y in (laid.view._pts or [])]
@@ -131,7 +132,10 @@ def draw(graph, xray: bool = True) -> Drawing:
             points = [(source.cx, source.cy), (target.cx, target.cy)]
         points[0] = _border(by_id[data.source], points[1])
         points[-1] = _border(by_id[data.target], points[-2])
-        path = "M" + " L".join(f"{x:.1f},{y:.1f}" for x, y in points)
+        if (data.target, data.source) in pairs and len(points) == 2:
+            path = _bow(points[0], points[1])  # A→B and B→A: two curves, not one line
+        else:
+            path = "M" + " L".join(f"{x:.1f},{y:.1f}" for x, y in points)
         label = str(data.data) if data.data is not None else ""
         drawing.edges.append(
             DrawnEdge(data.source, data.target, bool(data.conditional), path, label)
@@ -179,3 +183,12 @@ def _border(node: DrawnNode, toward: tuple[float, float]) -> tuple[float, float]
         (node.h / 2) / abs(ddy) if ddy else float("inf"),
     )
     return node.cx + ddx * scale, node.cy + ddy * scale
+
+
+def _bow(start: tuple[float, float], end: tuple[float, float], offset: float = 22) -> str:
+    """A curve from start to end bowing to its left, so that the edge back is apart."""
+    (x0, y0), (x1, y1) = start, end
+    length = max(((x1 - x0) ** 2 + (y1 - y0) ** 2) ** 0.5, 1)
+    cx = (x0 + x1) / 2 + offset * (y1 - y0) / length
+    cy = (y0 + y1) / 2 - offset * (x1 - x0) / length
+    return f"M{x0:.1f},{y0:.1f} Q{cx:.1f},{cy:.1f} {x1:.1f},{y1:.1f}"

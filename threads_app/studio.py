@@ -15,8 +15,6 @@ from threads_app import graph_drawing, graph_state, registry
 from threads_app.models import Run, RunEvent, Thread
 
 TIMELINE_LIMIT = 200
-# A pending run not taken by a worker within this many seconds is stuck.
-STUCK_PENDING_S = getattr(settings, "STATEHOUSE_STUCK_PENDING_S", 120)
 STUCK_LIMIT = 100
 
 
@@ -274,7 +272,8 @@ def input_errors(graph, value, first_run: bool) -> list[dict]:
 def stuck_work(user_threads, user_runs) -> dict:
     """What needs an operator, among the threads and runs the user may see."""
     moment = now()
-    pending_before = moment - timedelta(seconds=STUCK_PENDING_S)
+    pending_s = settings.STATEHOUSE_STUCK_PENDING_S  # pending longer than this: stuck
+    pending_before = moment - timedelta(seconds=pending_s)
     pending = (
         user_runs.filter(status=Run.Status.PENDING, created_at__lt=pending_before)
         .exclude(not_before__gt=moment)
@@ -296,7 +295,7 @@ def stuck_work(user_threads, user_runs) -> dict:
     )
     return {
         "now": moment,
-        "pending_s": STUCK_PENDING_S,
+        "pending_s": f"{pending_s:g}",
         "pending": list(pending[:STUCK_LIMIT]),
         "expired": list(expired[:STUCK_LIMIT]),
         "waiting": list(waiting[:STUCK_LIMIT]),

@@ -266,6 +266,10 @@ def test_a_workflow_page_draws_its_graph_and_a_form_from_its_input_schema(client
     assert 'data-node="agent"' in html and 'data-node="tools"' in html
     assert re.search(r'class="sh-edge sh-edge-conditional" data-edge="agent→tools"', html)
     assert re.search(r'class="sh-edge" data-edge="tools→agent"', html)
+    # The edge there and the edge back are two curves, not one line drawn twice.
+    paths = dict(re.findall(r'data-edge="(agent→tools|tools→agent)" d="([^"]+)"', html))
+    assert paths["agent→tools"] != paths["tools→agent"]
+    assert all(" Q" in path for path in paths.values()), paths
     assert "&quot;messages&quot;" in html  # the skeleton from the schema's required keys
     listing = page(client, alice, reverse("status:workflows"))
     assert reverse("status:workflow", args=[workflow_id("pipeline")]) in listing
@@ -458,3 +462,16 @@ def test_studio_pages_need_a_login(client, alice):
     ):
         response = client.get(url)
         assert response.status_code == 302 and response.url.startswith(reverse("admin:login"))
+
+
+def test_a_pending_run_is_stuck_only_past_the_threshold(client, alice, settings):
+    run = stuck_pending_run(alice)
+    Run.objects.filter(pk=run.pk).update(created_at=now() - timedelta(seconds=60))
+    settings.STATEHOUSE_STUCK_PENDING_S = 120
+    html = page(client, alice, reverse("status:stuck"))
+    assert "pending for more than 120 s (0)" in squash(html).lower()
+    assert run.short_id not in html
+    settings.STATEHOUSE_STUCK_PENDING_S = 30
+    html = page(client, alice, reverse("status:stuck"))
+    assert "pending for more than 30 s (1)" in squash(html).lower()
+    assert run.short_id in html
