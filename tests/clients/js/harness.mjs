@@ -11,12 +11,18 @@ export const client = new Client({
 
 export const params = JSON.parse(process.argv[3] ?? "{}");
 
-/** The outcome of a call the test expects to fail: its HTTP status and body. */
+/** The outcome of a call the test expects to fail: its HTTP status and JSON body. */
 export async function failure(promise) {
   try {
     return { ok: true, value: await promise };
   } catch (error) {
-    return { ok: false, status: error.status ?? null, message: String(error.message ?? error) };
+    let body = null;
+    try {
+      body = JSON.parse(error.text);
+    } catch {
+      // not a JSON body (or no HTTP answer at all)
+    }
+    return { ok: false, status: error.status ?? null, message: String(error.message ?? error), body };
   }
 }
 
