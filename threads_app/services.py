@@ -592,6 +592,11 @@ def force_fail_run(run_id, reason: str = "", actor=None) -> Run:
         others = Run.objects.filter(thread_id=thread_id, status__in=ACTIVE_RUN_STATUSES)
         if not others.exists():
             mark_thread_failed(thread_id, reason, actor=actor)
+        else:
+            from threads_app.runtime import start_next_run
+
+            # A run queued behind this one would wait for it forever: send it on.
+            transaction.on_commit(lambda: start_next_run(thread_id))
     return run
 
 

@@ -475,3 +475,15 @@ def test_a_pending_run_is_stuck_only_past_the_threshold(client, alice, settings)
     html = page(client, alice, reverse("status:stuck"))
     assert "pending for more than 30 s (1)" in squash(html).lower()
     assert run.short_id in html
+
+
+def test_a_run_queued_behind_a_force_failed_one_goes_on(alice, celery_worker):
+    stuck = expired_lease_run(alice)
+    thread = Thread.objects.get(pk=stuck.thread_id)
+    behind = state.create_state(
+        "run", {"thread": thread, "workflow": thread.workflow, "input": {"steps": 1}}
+    )
+    services.force_fail_run(stuck.pk, actor=alice)
+    assert Thread.objects.get(pk=thread.pk).status == Thread.Status.BUSY  # not failed
+    assert finished(behind).status == "success"
+    assert Thread.objects.get(pk=thread.pk).status == Thread.Status.IDLE
