@@ -9,6 +9,7 @@ forbid unknown fields), never silently ignored.
 import asyncio
 import json
 import logging
+import re
 import uuid
 import warnings
 from datetime import datetime
@@ -22,7 +23,8 @@ from django.db.models import Max, Q
 from django.http import HttpResponse, StreamingHttpResponse
 from ninja import Query, Router, Schema
 from ninja.errors import HttpError
-from pydantic import ConfigDict, Field
+from ninja.schema import DjangoGetter
+from pydantic import ConfigDict, Field, model_validator
 
 from core import state
 from core.metadata import InvalidJSON, normalize_metadata
@@ -842,6 +844,34 @@ class RunCreate(Strict):
     feedback_keys: list[str] | None = None
 
 
+def _snake_case(name: str) -> str:
+    return re.sub(r"(?<!^)([A-Z])", r"_\1", name).lower()
+
+
+class BatchRunCreate(RunCreate):
+    """One run of ``POST /runs/batch``. The JavaScript SDK's ``createBatch`` sends each
+    payload with its camelCase keys as given (``assistantId``, ``onCompletion``...) plus
+    ``assistant_id``; those keys are read as the fields they spell, rather than refused
+    as unknown (LangGraph Server ignores them, dropping what they ask for)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def read_camel_case_keys(cls, data: Any) -> Any:
+        if isinstance(data, DjangoGetter):  # how ninja's Schema hands the body over
+            data = data._obj
+        if not isinstance(data, dict):
+            return data
+        fields = cls.model_fields
+        read, spelled = {}, {}
+        for key, value in data.items():
+            name = key if key in fields else _snake_case(key)
+            name = name if name in fields else key
+            if name in read and read[name] != value:
+                raise ValueError(f"{spelled[name]} and {key} disagree; give one of them")
+            read[name], spelled[name] = value, key
+        return read
+
+
 def _run_options(body: RunCreate) -> Json:
     """The run fields Statehouse keeps with the run (its kwargs) as given."""
     if body.durability is not None and body.checkpoint_during is not None:
@@ -943,7 +973,7 @@ def create_stateless_run(request, body: RunCreate, response: HttpResponse):
 
 
 @langgraph_router.post("/runs/batch", summary="Create several stateless background runs")
-def create_stateless_runs(request, body: list[RunCreate]):
+def create_stateless_runs(request, body: list[BatchRunCreate]):
     """All of them or none: a refused one (a 4xx naming it) creates nothing."""
     if len(body) > settings.STATEHOUSE_API_MAX_LIMIT:
         raise HttpError(422, f"at most {settings.STATEHOUSE_API_MAX_LIMIT} runs in a batch")

@@ -405,6 +405,28 @@ def test_a_batch_creates_stateless_runs_all_or_none(api):
     assert (Run.objects.count(), Thread.objects.count()) == count
 
 
+@pytest.mark.django_db
+def test_batch_items_read_the_javascript_sdks_camel_case_keys(api):
+    """createBatch sends each payload's own keys (assistantId, onCompletion...) beside
+    assistant_id: they mean the fields they spell; a key that is no field is refused."""
+    item = {"assistantId": "pipeline", "assistant_id": "pipeline", "input": {"steps": 1}}
+
+    response = post(api, "/runs/batch", [item | {"onCompletion": "keep", "afterSeconds": 60}])
+
+    assert response.status_code == 200, response.content
+    run = Run.objects.get(pk=response.json()[0]["run_id"])
+    assert run.kwargs["on_completion"] == "keep"
+    assert run.not_before is not None
+    count = Run.objects.count(), Thread.objects.count()
+    disagree = post(api, "/runs/batch", [item | {"assistantId": "chat"}])
+    unknown = post(api, "/runs/batch", [item | {"colour": "red"}])
+    assert disagree.status_code == 422
+    assert "assistantId and assistant_id disagree" in json.dumps(disagree.json())
+    assert unknown.status_code == 422
+    assert unknown.json()["detail"][0]["loc"] == ["body", 0, "colour"]
+    assert (Run.objects.count(), Thread.objects.count()) == count
+
+
 # --- threads prune ---------------------------------------------------------------------
 
 

@@ -49,6 +49,17 @@ def test_cancel_many_by_ids_with_rollback_and_by_status(js):
     assert "No matching runs to cancel" in out["noneLeft"]["body"]["detail"]
 
 
+def test_create_batch_runs_every_payload_with_its_camel_case_fields(js):
+    """The SDK sends each payload's own camelCase keys (onCompletion...) beside
+    assistant_id; they mean what they spell."""
+    out = js("bulk", "batch")
+
+    assert len(out["runs"]) == 2
+    assert [run["kwargs"]["input"] for run in out["runs"]] == [{"steps": 1}, {"steps": 2}]
+    assert [run["kwargs"].get("on_completion") for run in out["runs"]] == ["keep", "keep"]
+    assert [len(values["completed_steps"]) for values in out["joined"]] == [1, 2]
+
+
 def test_a_deleted_run_is_gone(js):
     out = js("bulk", "delete_run")
 
