@@ -137,7 +137,12 @@ def test_a_run_started_from_the_form_after_a_schema_error(visit, site):  # noqa:
     visit(None, wait_for="#start-run")
     expect(page.locator("#run-input")).to_have_value(re.compile(r'"steps": 0'))
 
+    # While typing, the page says the text is not JSON yet; the server checks the schema.
+    page.fill("#run-input", '{"steps": ')
+    expect(page.locator("#run-input-json")).to_contain_text("Not JSON yet")
+    expect(page.locator("#run-input")).to_have_attribute("aria-invalid", "true")
     page.fill("#run-input", json.dumps({"steps": "three"}))
+    expect(page.locator("#run-input-json")).to_be_hidden()
     page.locator("[data-action=start-run]").click()
     errors = page.locator("#run-input-errors")
     expect(errors).to_contain_text("input.steps: 'three' is not of type 'integer'")
