@@ -2,23 +2,29 @@
 
 It is a plain ``WorkController`` (no signal handlers, no remote control), so it can live
 beside the ASGI server and share the ``memory://`` broker with the code that enqueues.
+A plain ``WorkController`` sends neither ``worker_ready`` nor ``worker_shutdown`` (the
+``celery worker`` program does); this one sends both, so what a worker starts beside its
+tasks (the runtime's sweeper) runs in embedded mode too.
 """
 
 import logging
 import socket
 import threading
 
-from celery import Celery
+from celery import Celery, signals
 from celery.worker import WorkController, state
 
 logger = logging.getLogger(__name__)
 
 
 class EmbeddedWorker:
-    def __init__(self, app: Celery, concurrency: int = 2, pool: str = "threads"):
+    def __init__(
+        self, app: Celery, concurrency: int = 2, pool: str = "threads", announce: bool = True
+    ):
         self.app = app
         self.concurrency = concurrency
         self.pool = pool
+        self.announce = announce  # send worker_ready / worker_shutdown
         self.controller: WorkController | None = None
         self.thread: threading.Thread | None = None
 
@@ -44,10 +50,14 @@ class EmbeddedWorker:
         )
         self.thread.start()
         logger.info("embedded Celery worker started (%s, %d)", self.pool, self.concurrency)
+        if self.announce:
+            signals.worker_ready.send(sender=self.controller)
 
     def stop(self, timeout: float = 10.0) -> None:
         if self.controller is None or self.thread is None:
             return
+        if self.announce:
+            signals.worker_shutdown.send(sender=self.controller)
         # The worker's consumer loop checks this flag and shuts down warm.
         state.should_terminate = 0
         self.thread.join(timeout)

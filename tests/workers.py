@@ -83,7 +83,9 @@ class WorkerProcess:
 def start_session_worker(tmp_path_factory):
     """A thread worker (memory:// broker) or a worker process (Redis), for the session."""
     if settings.CELERY_BROKER_URL.startswith("memory://"):
-        worker = EmbeddedWorker(celery_app, concurrency=2)
+        # No sweeper beside the tests' worker thread: tests that need a sweep call
+        # runtime.sweep() themselves (the production pass's worker processes do sweep).
+        worker = EmbeddedWorker(celery_app, concurrency=2, announce=False)
         worker.start()
         return worker
     from django.db import connection

@@ -2,13 +2,14 @@
 
 import asyncio
 import re
+import time
 
 import httpx
 import pytest
 import websockets
 from websockets.exceptions import InvalidStatus, WebSocketException
 
-from tests.system.conftest import manage
+from tests.system.conftest import Server, embedded_env, free_port, manage
 
 pytestmark = pytest.mark.system
 
@@ -65,3 +66,32 @@ def test_an_unauthenticated_websocket_is_refused(embedded_server):
     # Closed before the handshake completes: the server answers 403.
     assert isinstance(refused.value, InvalidStatus)
     assert refused.value.response.status_code == 403
+
+
+def test_the_embedded_worker_sweeps_stateless_threads_away(tmp_path):
+    """The sweeper runs in embedded mode too (a bare Celery WorkController announces no
+    readiness, so it used to never start): a stateless run's thread goes after its TTL,
+    one kept with on_completion "keep" stays."""
+    environ = embedded_env(
+        tmp_path, STATEHOUSE_TEMPORARY_THREAD_TTL_S="0.5", STATEHOUSE_SWEEP_INTERVAL_S="0.5"
+    )
+    manage(environ, "migrate", "--noinput")
+    manage(environ, "ensure_admin")
+    key = manage(environ, "create_api_key", "admin").stdout.strip().splitlines()[-1]
+    server = Server(environ, free_port(), tmp_path / "serve.log").start()
+    try:
+        api = httpx.Client(base_url=server.url + "/api", headers={"X-Api-Key": key}, timeout=30)
+        threads = {}
+        for completion in ("delete", "keep"):
+            body = {"assistant_id": "pipeline", "input": {"steps": 1}}
+            response = api.post("/runs/wait", json=body | {"on_completion": completion})
+            assert response.status_code == 200, response.text
+            threads[completion] = response.headers["Content-Location"].split("/")[2]
+
+        deadline = time.monotonic() + 30
+        while api.get(f"/threads/{threads['delete']}").status_code != 404:
+            assert time.monotonic() < deadline, "the stateless run's thread was never swept"
+            time.sleep(0.2)
+        assert api.get(f"/threads/{threads['keep']}").status_code == 200
+    finally:
+        server.stop()
