@@ -364,6 +364,14 @@ def _graph_config(run: Run, resuming: bool, callbacks: list) -> dict:
     return config
 
 
+def _graph_context(run: Run) -> dict:
+    """The graph's runtime context: its assistant's, with the run's keys over it, as
+    LangGraph Server gives it (a graph whose context schema has defaults gets them when
+    neither names a key)."""
+    assistant_context = run.workflow.context if run.workflow else {}
+    return dict(assistant_context or {}) | dict((run.kwargs or {}).get("context") or {})
+
+
 def _run_checkpoints_exist(saver, run: Run) -> bool:
     config = {"configurable": {"thread_id": str(run.thread_id)}}
     return next(iter(saver.list(config, filter={"run_id": str(run.pk)}, limit=1)), None) is not None
@@ -525,7 +533,7 @@ class Execution:
                 durability=kwargs.get("durability") or "sync",
                 interrupt_before=kwargs.get("interrupt_before"),
                 interrupt_after=kwargs.get("interrupt_after"),
-                **({"context": kwargs["context"]} if kwargs.get("context") else {}),
+                context=_graph_context(run),
             )
             wanted = {*self._modes(), "custom"}
             for namespace, mode, chunk in stream:

@@ -222,6 +222,30 @@ def test_the_runs_context_reaches_the_graph(api, alice, nested_graph, no_enqueue
 
 
 @pytest.mark.django_db(transaction=True)
+def test_the_context_is_the_assistants_under_the_runs_with_the_schemas_defaults(
+    api, alice, nested_graph, no_enqueue
+):
+    """As LangGraph Server: no context anywhere gives the context schema's defaults, an
+    assistant's context applies to its runs, and a run's keys go over it."""
+    created = post(api, "/assistants", {"graph_id": "nested", "context": {"user": "ann"}})
+    assistant = created.json()["assistant_id"]
+    said = []
+    for body in (
+        {"assistant_id": "nested"},
+        {"assistant_id": assistant},
+        {"assistant_id": assistant, "context": {"user": "bob"}},
+    ):
+        thread = make_thread(make_session(alice), nested_graph)
+        response = post(api, f"/threads/{thread.pk}/runs", body | {"input": {"text": "hi"}})
+        assert response.status_code == 200, response.content
+        assert runtime.execute_run(response.json()["run_id"]) == "success"
+        thread.refresh_from_db()
+        said.append(thread.values["said_by"])
+
+    assert said == ["nobody", "ann", "bob"]
+
+
+@pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("durability,expected", [("sync", 4), ("exit", 1)])
 def test_durability_is_passed_to_langgraph(api, thread, no_enqueue, durability, expected):
     """With "exit" LangGraph stores the run's state once, at its end; "sync" (the default)
