@@ -536,18 +536,27 @@ def retry_run(run_id, actor=None) -> Run:
     )
 
 
+def _lock_unfinished_run(run_id) -> Run:
+    """The run, locked after its thread (the lock order of claims and cancels), inside
+    the caller's transaction. EntityNotFound if it is gone, RunFinished if it ended."""
+    thread_id = Run.objects.filter(pk=run_id).values_list("thread_id", flat=True).first()
+    if thread_id is None:
+        raise state.EntityNotFound("run", run_id)
+    Thread.objects.lock(thread_id)
+    run = Run.objects.select_for_update().filter(pk=run_id).first()
+    if run is None:  # deleted while we waited for the thread
+        raise state.EntityNotFound("run", run_id)
+    if run.status in Run.FINAL_STATUSES:
+        raise RunFinished(f"run {run.pk} has already finished ({run.status})")
+    return run
+
+
 def requeue_run(run_id, actor=None) -> Run:
     """Send a stuck run to a worker again: a pending run whose message was lost, or a
     running one whose lease expired (its worker is gone) back to pending first. A running
     run with a live lease is refused (InvalidRun), a finished one too (RunFinished)."""
     with transaction.atomic():
-        thread_id = Run.objects.filter(pk=run_id).values_list("thread_id", flat=True).first()
-        if thread_id is None:
-            raise state.EntityNotFound("run", run_id)
-        Thread.objects.lock(thread_id)
-        run = Run.objects.select_for_update().get(pk=run_id)
-        if run.status in Run.FINAL_STATUSES:
-            raise RunFinished(f"run {run.pk} has already finished ({run.status})")
+        run = _lock_unfinished_run(run_id)
         if run.status == Run.Status.RUNNING:
             if run.lease_expires_at is not None and run.lease_expires_at > now():
                 raise InvalidRun(f"run {run.pk} is running on {run.claimed_by} (its lease is live)")
@@ -568,13 +577,8 @@ def force_fail_run(run_id, reason: str = "", actor=None) -> Run:
     A worker still holding the run is asked to stop at its next step."""
     reason = reason or "failed by an operator"
     with transaction.atomic():
-        thread_id = Run.objects.filter(pk=run_id).values_list("thread_id", flat=True).first()
-        if thread_id is None:
-            raise state.EntityNotFound("run", run_id)
-        Thread.objects.lock(thread_id)
-        run = Run.objects.select_for_update().get(pk=run_id)
-        if run.status in Run.FINAL_STATUSES:
-            raise RunFinished(f"run {run.pk} has already finished ({run.status})")
+        run = _lock_unfinished_run(run_id)
+        thread_id = run.thread_id
         run = state.update_state(
             "run",
             run.pk,
