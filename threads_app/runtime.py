@@ -197,6 +197,8 @@ def _give_up(run: Run) -> None:
         {"status": Thread.Status.ERROR, "error": reason, "failed_at": now()},
         actor="sweeper",
     )
+    from threads_app.services import start_next_run
+
     transaction.on_commit(lambda: start_next_run(run.thread_id))
 
 
@@ -697,6 +699,8 @@ class Execution:
                     actor=self.actor,
                 )
             state.update_state("thread", run.thread_id, thread_changes, actor=self.actor)
+            from threads_app.services import start_next_run
+
             transaction.on_commit(lambda: start_next_run(run.thread_id))
         return run_status
 
@@ -712,23 +716,6 @@ class Execution:
             if is_transient_db_error(exc):
                 raise  # recorded by the retry (it adds only the messages not recorded yet)
             logger.exception("run %s: recording messages failed", self.run.pk)
-
-
-def start_next_run(thread_id) -> None:
-    """Enqueue the oldest pending run of the thread (runs queued behind another)."""
-    from threads_app.services import enqueue
-
-    pending = (
-        Run.objects.filter(thread_id=thread_id, status=Run.Status.PENDING)
-        .order_by("created_at")
-        .values_list("pk", "not_before")
-        .first()
-    )
-    if pending is None:
-        return
-    run_id, not_before = pending
-    delay = (not_before - now()).total_seconds() if not_before else 0
-    enqueue(run_id, countdown=max(delay, 0) or None)
 
 
 # --- the sweeper --------------------------------------------------------------------

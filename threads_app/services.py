@@ -458,6 +458,21 @@ def _check_budgets(thread: Thread) -> None:
     check_budgets(thread.session.owner_id, thread.session_id)
 
 
+def start_next_run(thread_id) -> None:
+    """Enqueue the oldest pending run of the thread (runs queued behind another)."""
+    pending = (
+        Run.objects.filter(thread_id=thread_id, status=Run.Status.PENDING)
+        .order_by("created_at")
+        .values_list("pk", "not_before")
+        .first()
+    )
+    if pending is None:
+        return
+    run_id, not_before = pending
+    delay = (not_before - now()).total_seconds() if not_before else 0
+    enqueue(run_id, countdown=max(delay, 0) or None)
+
+
 def enqueue(run_id, countdown: float | None = None) -> None:
     """Send the run to a worker. Never raises: with the broker down the committed run
     stays pending and is sent once the broker is back (threads_app/broker.py)."""
@@ -597,8 +612,6 @@ def force_fail_run(run_id, reason: str = "", actor=None) -> Run:
         if not others.exists():
             mark_thread_failed(thread_id, reason, actor=actor)
         else:
-            from threads_app.runtime import start_next_run
-
             # A run queued behind this one would wait for it forever: send it on.
             transaction.on_commit(lambda: start_next_run(thread_id))
     return run
