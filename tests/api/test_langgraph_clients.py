@@ -5,7 +5,6 @@ cancels, pruning, text/plain bodies and /info (CORS: test_cors.py).
 """
 
 import json
-import textwrap
 import uuid
 from pathlib import Path
 
@@ -148,57 +147,11 @@ def test_an_empty_input_with_a_command_is_no_input(api, alice, no_enqueue):
     assert thread.interrupts == []
 
 
-# A graph with a subgraph and a runtime context, in a langgraph.json of its own.
-NESTED = """
-from dataclasses import dataclass
-from typing import TypedDict
-
-from langgraph.graph import START, StateGraph
-from langgraph.runtime import Runtime
-
-
-@dataclass
-class Who:
-    user: str = "nobody"
-
-
-class Inner(TypedDict):
-    text: str
-
-
-class Outer(TypedDict):
-    text: str
-    said_by: str
-
-
-def shout(state: Inner) -> dict:
-    return {"text": state["text"].upper()}
-
-
-inner_builder = StateGraph(Inner)
-inner_builder.add_node("shout", shout)
-inner_builder.add_edge(START, "shout")
-inner = inner_builder.compile()
-
-
-def sign(state: Outer, runtime: Runtime[Who]) -> dict:
-    return {"said_by": runtime.context.user}
-
-
-builder = StateGraph(Outer, context_schema=Who)
-builder.add_node("inner", inner)
-builder.add_node("sign", sign)
-builder.add_edge(START, "inner")
-builder.add_edge("inner", "sign")
-graph = builder.compile()
-"""
-
-
 @pytest.fixture
 def nested_graph(tmp_path, settings):
-    (tmp_path / "nested.py").write_text(textwrap.dedent(NESTED))
+    """A graph with a subgraph and a runtime context (the client tests' `signed`)."""
     graphs = {
-        "nested": "./nested.py:graph",
+        "nested": str(ROOT / "tests/clients/graphs/signed.py") + ":graph",
         "pipeline": str(ROOT / "threads_app/demo_graphs/pipeline.py") + ":graph",
     }
     (tmp_path / "langgraph.json").write_text(json.dumps({"graphs": graphs}))
