@@ -5,32 +5,11 @@ import gc
 import os
 
 import django
-from asgiref.sync import sync_to_async
-from django.core.handlers.asgi import ASGIHandler
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 django.setup(set_prefix=False)
 
-
-class SyncChainASGIHandler(ASGIHandler):
-    """Django's ASGI handler, running the middleware chain and the view in one hop to the
-    sync thread per request.
-
-    The stock handler builds an async middleware chain in which every built-in
-    (``MiddlewareMixin``) middleware hops to the sync thread and back for its request and
-    its response half, and WhiteNoise (sync only) switches modes once more: some fifteen
-    thread hops for one request, 40% of the CPU of a small API call (``bench/api.py``).
-    Here the chain is the sync one, as under WSGI. Async views (the API's wait, join and
-    stream endpoints) are still awaited on the server's event loop (Django adapts them),
-    and streaming bodies are sent by the ASGI handler as before.
-    """
-
-    def load_middleware(self, is_async=False):
-        super().load_middleware(is_async=False)  # the sync chain, built once
-
-    async def get_response_async(self, request):
-        return await sync_to_async(self.get_response, thread_sensitive=True)(request)
-
+from core.asgi_handler import SyncChainASGIHandler  # noqa: E402
 
 django_asgi_app = SyncChainASGIHandler()
 
