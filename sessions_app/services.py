@@ -70,3 +70,10 @@ def close_session(session_id, actor=None, expected_version: int | None = None) -
         expected_version=expected_version,
         actor=actor,
     )
+
+
+def visible_sessions(user):
+    """``user``'s sessions (staff: every session)."""
+    if user.is_active and user.is_staff:
+        return Session.objects.all()
+    return Session.objects.filter(owner=user)

@@ -653,3 +653,20 @@ def delete_thread(thread_id, actor=None) -> dict:
         # The cascade deletes the runs before the thread: lock the thread first by hand.
         Thread.objects.lock(thread_id)
         return state.delete_state("thread", thread_id, actor=actor)
+
+
+# --- what a user may see (the API and the pages) -------------------------------------
+
+
+def visible_threads(user):
+    """The threads of ``user``'s sessions (staff: every thread)."""
+    if user.is_active and user.is_staff:
+        return Thread.objects.all()
+    return Thread.objects.filter(session__owner=user)
+
+
+def visible_runs(user):
+    """The runs on ``user``'s threads (staff: every run)."""
+    if user.is_active and user.is_staff:
+        return Run.objects.all()
+    return Run.objects.filter(thread__session__owner=user)
