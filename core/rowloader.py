@@ -2,15 +2,19 @@
 SQL the ORM compiled once.
 
 Why: ``Model.objects.get(pk=...)`` builds, clones and compiles its query on every call,
-about 0.6 ms of CPU, a third of a whole state update; ``bench/state_bus.py`` measures
-the state manager with it (run it before and after touching this module).
+about 0.6 ms of CPU, a third of a whole state update. ``bench/state_bus.py`` measures
+the state manager with it: its lines "state_bus <backend> session update" and
+"state_bus <backend> thread status update" (run it before and after touching this
+module).
 
 What it relies on (pinned by ``tests/core/test_rowloader.py``, which fails when a Django
 upgrade changes them): ``SQLCompiler.as_sql()`` of a ``filter(pk=...)`` query takes the
 primary key as its only parameter, ``compiler.select`` holds ``(Col, sql, alias)``
-triples whose ``target.attname`` names the columns in order, ``get_converters()`` maps
-positions to ``(converters, expression)``, each converter is called as
-``convert(value, expression, connection)``, and ``Model.from_db`` builds the instance.
+triples whose ``target.attname`` names the columns in order (every concrete field: a
+loader that would select fewer, deferring some, refuses to be built),
+``get_converters()`` maps positions to ``(converters, expression)``, each converter is
+called as ``convert(value, expression, connection)``, and ``Model.from_db`` builds the
+instance.
 """
 
 import uuid
@@ -39,6 +43,8 @@ class RowLoader:
         self.pk_field = pk_field
         self.connection = connection
         self.columns = [column.target.attname for column, _, _ in compiler.select]
+        if self.columns != [field.attname for field in model._meta.concrete_fields]:
+            raise RuntimeError("the load query must select every concrete field, in order")
         self.converters = compiler.get_converters([column for column, _, _ in compiler.select])
 
     def load(self, pk: object) -> models.Model | None:
