@@ -8,17 +8,21 @@ of short statements, for which Django's cursor wrapper (made per statement) and 
 client-side parameter binding cost more than the statement: :func:`run_statement` keeps
 one raw cursor per connection, binds on the server in binary (blobs travel as bytes,
 not hex text) and, when asked, prepares the statements. ``bench/checkpoints.py``
-measures the saver with them (run it before and after touching this module).
+measures the saver with them: its lines "checkpoints <backend> graph" (LangGraph's loop
+writing from its thread pool: the pool), "checkpoints <backend> put" and "checkpoints
+<backend> get_tuple" (a few short statements: the cursors); run it before and after
+touching this module.
 
 What it relies on (pinned by ``tests/checkpoints/test_connection_internals.py``, which
 fails when a Django upgrade changes them): ``connections.create_connection``,
-assigning and deleting ``connections[alias]`` for the current thread,
+``connections.all(initialized_only=True)``, assigning and deleting
+``connections[alias]`` for the current thread,
 ``BaseDatabaseWrapper``'s ``connection``, ``close_at``, ``errors_occurred``,
 ``inc_thread_sharing``, ``is_usable``, ``close_if_health_check_failed``,
 ``ensure_connection``, ``validate_thread_sharing``, ``validate_no_broken_transaction``,
 ``wrap_database_errors``, ``queries_logged``, ``execute_wrappers``, ``make_cursor``,
-``make_debug_cursor``, and ``CursorDebugWrapper.debug_sql``; on PostgreSQL, psycopg's
-``prepare_threshold`` that Django sets to None.
+``make_debug_cursor``, and ``CursorDebugWrapper.debug_sql``; on PostgreSQL,
+``ops.compose_sql`` and psycopg's ``prepare_threshold`` that Django sets to None.
 """
 
 from __future__ import annotations

@@ -394,8 +394,9 @@ class RawCheckpoint:
 
 
 class DjangoSaver(BaseCheckpointSaver[str]):
-    """A LangGraph checkpointer storing checkpoints in the Django models' tables (SQL on
-    Django's connections; see the module docstring).
+    """A LangGraph checkpointer storing checkpoints in the Django models' tables:
+    hand-written SQL, not the ORM, on the caller's Django connection or one lent by the
+    saver's own pool (see the module docstring).
 
     ``DjangoSaver()`` uses the default database (``using=`` another alias); ``serde=``
     replaces LangGraph's JsonPlusSerializer. Usable from sync and async code.

@@ -53,6 +53,23 @@ def test_a_created_connection_can_be_installed_for_one_thread_and_removed(db):
     assert seen == {"installed": True, "fresh": True}
 
 
+def test_only_initialized_connections_are_listed_without_creating_one(db):
+    seen = {}
+
+    def look():
+        seen["before"] = [w.alias for w in connections.all(initialized_only=True)]
+        connections["default"]
+        seen["after"] = [w.alias for w in connections.all(initialized_only=True)]
+        seen["found"] = saver_connections._thread_connection("default") is connections["default"]
+        connections["default"].close()
+
+    worker = threading.Thread(target=look)
+    worker.start()
+    worker.join(10)
+
+    assert seen == {"before": [], "after": ["default"], "found": True}
+
+
 def test_a_statement_runs_on_the_cached_raw_cursor_as_on_djangos(db):
     connection.ensure_connection()
     with connection.cursor() as cursor:
@@ -72,3 +89,5 @@ def test_on_postgresql_django_still_turns_preparing_off(db, on_postgres):
     # Django sets psycopg's prepare_threshold to None; the saver relies on that to
     # prepare only its own statements (see connections._raw_cursor).
     assert connection.connection.prepare_threshold in (None, saver_connections.NEVER)
+    # The debug cursor of server-side binding logs the statement composed by Django.
+    assert connection.ops.compose_sql("SELECT %s", [1]) == "SELECT 1"
