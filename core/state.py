@@ -63,6 +63,9 @@ class InvalidState(StateError, ValueError):
 
 @cache
 def _registry() -> dict[str, type[StatefulModel]]:
+    """Entity type -> model, from the installed models. This scan (apps.get_models) is
+    the state manager's registry and stays: it is how the kernel knows the apps' models
+    without importing them; other modules import a model or ask this registry."""
     registry: dict[str, type[StatefulModel]] = {}
     for model in apps.get_models():
         entity_type = getattr(model, "state_entity_type", "")

@@ -21,6 +21,7 @@ from history_app.models import (
     ModelPrice,
     StateEvent,
 )
+from sessions_app.models import Session
 
 
 @admin.register(StateEvent)
@@ -150,12 +151,9 @@ def _link(app_label: str, model_name: str, pk) -> str:
     return format_html('<a href="{}">{}</a>', url, short_id(pk))
 
 
-def _ref(model_label: str, pk, label: str | None = None) -> str:
+def _ref(model: type[models.Model], pk, label: str | None = None) -> str:
     if pk is None:
         return "-"
-    from django.apps import apps
-
-    model = apps.get_model(model_label)
     obj = model._base_manager.filter(pk=pk).first()
     if obj is None:
         return f"{short_id(pk)} (deleted)"
@@ -175,15 +173,15 @@ class PlacementLinks:
 
     @admin.display(description="session")
     def session_ref(self, obj):
-        return _ref("sessions_app.Session", obj.session_id)
+        return _ref(Session, obj.session_id)
 
     @admin.display(description="thread")
     def thread_ref(self, obj):
-        return _ref("threads_app.Thread", obj.thread_id)
+        return _ref(state.entity_model("thread"), obj.thread_id)
 
     @admin.display(description="run")
     def run_ref(self, obj):
-        return _ref("threads_app.Run", obj.run_id)
+        return _ref(state.entity_model("run"), obj.run_id)
 
 
 @admin.register(LLMCall)

@@ -31,19 +31,39 @@ def test_history_and_checkpoints_never_import_threads_app(package):
     assert imports == []
 
 
-# Domain modules that reach other apps' models only through plain imports or the state
-# manager's registry (core.state.entity_model / read_fields / add_to_counters).
-NO_GET_MODEL = [
-    "checkpoints_app.handlers",
-    "checkpoints_app.saver",
-    "checkpoints_app.services",
-    "history_app.budgets",
+DOMAIN_PACKAGES = {"core", "threads_app", "sessions_app", "history_app", "checkpoints_app"}
+# Where the status vocabularies are defined: the kernel's, and history_app's own alert
+# delivery states.
+STATUS_DEFINITIONS = {"core.statuses", "history_app.models"}
+# Moving to api/ / control_room/ in this issue; the coordinator removes this exemption.
+MOVING = {
+    "core.management.commands.load_demo",
     "history_app.metrics",
-    "history_app.recording",
-    "history_app.services",
-    "sessions_app.handlers",
-    "sessions_app.services",
-]
+    "threads_app.api",
+    "threads_app.checkpoints_api",
+    "threads_app.streaming",
+    "threads_app.studio",
+}
+# Being rewritten around threads_app.lifecycle in this issue (their copied statuses are
+# reported to the coordinator, who removes this exemption).
+REWRITTEN = {"threads_app.lifecycle", "threads_app.runtime"}
+
+
+def _exempt(module: str) -> bool:
+    name = module.rpartition(".")[2]
+    return (
+        module in STATUS_DEFINITIONS | MOVING | REWRITTEN
+        or name.endswith("views")
+        or name.endswith("consumers")
+    )
+
+
+# Every module of the domain packages (migrations are not in MODULES).
+DOMAIN_MODULES = sorted(
+    module
+    for module in MODULES
+    if imports_graph.package_of(module) in DOMAIN_PACKAGES and not _exempt(module)
+)
 
 
 def _calls_get_model(path) -> bool:
@@ -53,8 +73,11 @@ def _calls_get_model(path) -> bool:
     )
 
 
-@pytest.mark.parametrize("module", NO_GET_MODEL)
+@pytest.mark.parametrize("module", DOMAIN_MODULES)
 def test_no_apps_get_model_in_the_domain_modules(module):
+    """Other apps' models are reached by plain imports or through the state manager's
+    registry (core.state.entity_model / read_fields / add_to_counters), which is the one
+    scan of the installed models (apps.get_models)."""
     assert not _calls_get_model(MODULES[module])
 
 
@@ -79,10 +102,10 @@ def _status_literals(path) -> list[str]:
     ]
 
 
-@pytest.mark.parametrize("module", NO_GET_MODEL)
+@pytest.mark.parametrize("module", DOMAIN_MODULES)
 def test_statuses_are_imported_never_copied(module):
     """core.statuses holds the vocabularies (history_app's own alert delivery states
-    are history_app's and not in these modules)."""
+    are history_app's, in its models)."""
     assert _status_literals(MODULES[module]) == []
 
 
