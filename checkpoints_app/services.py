@@ -2,7 +2,9 @@
 
 Thread changes go through the state manager (``core.state``), so they are versioned,
 recorded in history and pushed live; the Thread model is reached only through
-``core.state.entity_model("thread")``: this app does not import threads_app.
+``core.state.entity_model("thread")``: this app does not import threads_app. What a
+checkpoint makes of its thread (values, interrupts, status) follows
+``core.thread_state``, the rules threads_app.lifecycle writes by too.
 """
 
 import datetime
@@ -21,9 +23,8 @@ from checkpoints_app import serialization
 from checkpoints_app.models import Checkpoint
 from checkpoints_app.saver import DjangoSaver
 from core import state
-from core.jsonable import to_jsonable
-from core.metadata import json_size
 from core.statuses import ThreadStatus
+from core.thread_state import written_state
 from core.time import now
 
 
@@ -51,24 +52,14 @@ def _config(thread_id: str, checkpoint_id: str | None = None) -> dict:
     return {"configurable": configurable}
 
 
-# The thread keeps a checkpoint's values as a cache for pages and search (as the runtime
-# does); above this size only the checkpoints hold them.
-MAX_THREAD_VALUES_BYTES = 256 * 1024
-
-
 def _thread_state(checkpoint_tuple) -> dict[str, Any]:
     """The thread fields a checkpoint implies: values, interrupts and status."""
     values = checkpoint_tuple.checkpoint["channel_values"]
-    found = serialization.interrupts(checkpoint_tuple.pending_writes)
-    waiting = bool(found) or bool(serialization.next_nodes(values))
-    cached = to_jsonable(serialization.state_values(values))
-    if json_size(cached) > MAX_THREAD_VALUES_BYTES:
-        cached = {"__truncated__": True, "note": "too large to cache; read the checkpoint"}
-    return {
-        "values": cached,
-        "interrupts": found,
-        "status": ThreadStatus.INTERRUPTED if waiting else ThreadStatus.IDLE,
-    }
+    return written_state(
+        serialization.state_values(values),
+        serialization.interrupts(checkpoint_tuple.pending_writes),
+        bool(serialization.next_nodes(values)),
+    )
 
 
 def restore(

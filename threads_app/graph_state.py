@@ -9,7 +9,7 @@ from langgraph.types import StateSnapshot
 
 from core import state
 from core.jsonable import to_jsonable
-from threads_app import registry
+from threads_app import lifecycle, registry
 from threads_app.models import Thread
 
 
@@ -180,14 +180,6 @@ def update(thread: Thread, values, as_node: str | None, checkpoint=None, actor=N
     except (InvalidUpdateError, ValueError, TypeError, KeyError) as exc:
         raise state.InvalidState(f"cannot update the thread's state: {exc}") from None
     snapshot = graph.get_state({"configurable": {"thread_id": str(thread.pk)}})
-    interrupts = [
-        {"id": i.id, "value": to_jsonable(i.value), "task_id": task.id}
-        for task in snapshot.tasks
-        for i in task.interrupts
-    ]
-    waiting = bool(snapshot.next) or bool(interrupts)
-    changes = {"values": to_jsonable(snapshot.values), "interrupts": interrupts}
-    if thread.status != Thread.Status.ERROR or waiting:
-        changes["status"] = Thread.Status.INTERRUPTED if waiting else Thread.Status.IDLE
-    state.update_state("thread", thread.pk, changes, actor=actor)
+    interrupts = lifecycle.snapshot_interrupts(snapshot)
+    lifecycle.state_written(thread, snapshot.values, interrupts, bool(snapshot.next), actor=actor)
     return {"checkpoint": _checkpoint(config)}

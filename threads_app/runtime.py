@@ -38,7 +38,7 @@ from core import realtime, state
 from core.jsonable import to_jsonable
 from core.metadata import json_size
 from core.time import now
-from threads_app import registry
+from threads_app import lifecycle, registry
 from threads_app.models import Run, RunEvent, Thread
 from threads_app.streaming import GraphStream, debug_chunk
 
@@ -47,9 +47,6 @@ logger = logging.getLogger(__name__)
 # Live pushes carry the event itself only when it is small; otherwise a notice with
 # its sequence number, and the client reads the event log.
 MAX_PUSHED_EVENT_BYTES = 32 * 1024
-# The thread keeps the final values as a cache for pages and search; above this size
-# only the checkpoints hold them.
-MAX_THREAD_VALUES_BYTES = 256 * 1024
 
 
 def worker_id() -> str:
@@ -154,52 +151,12 @@ def claim_run(run_id, worker: str) -> Run | None:
         if run.not_before and run.not_before > now():
             return None
         if run.attempt >= run.max_attempts:
-            _give_up(run)
+            lifecycle.run_gave_up(run)
+            from threads_app.services import start_next_run
+
+            transaction.on_commit(lambda: start_next_run(run.thread_id))
             return None
-        moment = now()
-        run = state.update_state(
-            "run",
-            run.pk,
-            {
-                "status": Run.Status.RUNNING,
-                "attempt": run.attempt + 1,
-                "claimed_by": worker,
-                "lease_expires_at": moment + timedelta(seconds=lease_seconds()),
-                "heartbeat_at": moment,
-                "started_at": run.started_at or moment,
-            },
-            expected_version=run.version,
-            actor=f"worker:{worker}",
-        )
-        if thread.status != Thread.Status.BUSY:
-            state.update_state(
-                "thread",
-                thread.pk,
-                {"status": Thread.Status.BUSY, "started_at": moment, "error": ""},
-                actor=f"worker:{worker}",
-            )
-    return run
-
-
-def _give_up(run: Run) -> None:
-    cause = run.error or "the worker running it was lost each time"
-    reason = f"gave up after {run.attempt} attempt(s): {cause}"
-    state.update_state(
-        "run",
-        run.pk,
-        {"status": Run.Status.ERROR, "error": reason, "finished_at": now(), "claimed_by": ""},
-        expected_version=run.version,
-        actor="sweeper",
-    )
-    state.update_state(
-        "thread",
-        run.thread_id,
-        {"status": Thread.Status.ERROR, "error": reason, "failed_at": now()},
-        actor="sweeper",
-    )
-    from threads_app.services import start_next_run
-
-    transaction.on_commit(lambda: start_next_run(run.thread_id))
+        return lifecycle.run_started(run, thread, worker, lease_seconds())
 
 
 # --- heartbeat ----------------------------------------------------------------------
@@ -446,18 +403,7 @@ def release_for_retry(run: Run, worker: str, exc: BaseException, log=None) -> st
                 if log is not None:
                     log.flush()
                 delay = retry_delay(current.attempt)
-                state.update_state(
-                    "run",
-                    run.pk,
-                    {
-                        "status": Run.Status.PENDING,
-                        "claimed_by": "",
-                        "lease_expires_at": None,
-                        "error": cause,
-                    },
-                    expected_version=current.version,
-                    actor=f"worker:{worker}",
-                )
+                lifecycle.run_requeued(current, actor=f"worker:{worker}", error=cause)
                 transaction.on_commit(lambda delay=delay: enqueue(run.pk, countdown=delay))
             logger.warning("run %s: retrying in %g s after %s", run.pk, delay, cause)
             return "retrying"
@@ -623,12 +569,8 @@ class Execution:
             try:
                 latest = {"configurable": {"thread_id": str(run.thread_id)}}
                 snapshot = graph.get_state(latest)
-                values = to_jsonable(snapshot.values)
-                interrupts = [
-                    {"id": item.id, "value": to_jsonable(item.value), "task_id": task.id}
-                    for task in snapshot.tasks
-                    for item in task.interrupts
-                ]
+                values = snapshot.values
+                interrupts = lifecycle.snapshot_interrupts(snapshot)
                 pending = bool(snapshot.next)
                 if kind == "success":
                     self._record_messages(snapshot.values)
@@ -636,38 +578,7 @@ class Execution:
                 if is_transient_db_error(exc):
                     raise
                 logger.exception("run %s: reading the final state failed", run.pk)
-        run_status = {
-            "success": Run.Status.SUCCESS,
-            "error": Run.Status.ERROR,
-            "timeout": Run.Status.TIMEOUT,
-            "interrupt": Run.Status.INTERRUPTED,
-            "rollback": Run.Status.INTERRUPTED,
-        }[kind]
-        moment = now()
-        if json_size(values) > MAX_THREAD_VALUES_BYTES:
-            values = {"__truncated__": True, "note": "too large to cache; read the checkpoint"}
-        thread_changes: dict[str, Any] = {"values": values}
-        if kind == "success" and (interrupts or pending):
-            thread_changes |= {"status": Thread.Status.INTERRUPTED, "interrupts": interrupts}
-        elif kind == "success":
-            thread_changes |= {
-                "status": Thread.Status.IDLE,
-                "interrupts": [],
-                "result": values,
-                "completed_at": moment,
-            }
-        elif kind in ("error", "timeout"):
-            thread_changes |= {
-                "status": Thread.Status.ERROR,
-                "error": reason,
-                "failed_at": moment,
-                "interrupts": [],
-            }
-        else:  # cancelled
-            thread_changes |= {
-                "status": Thread.Status.INTERRUPTED if interrupts else Thread.Status.IDLE,
-                "interrupts": interrupts,
-            }
+        end = lifecycle.run_end(kind, reason, values, interrupts, pending)
         terminal_event = "error" if kind in ("error", "timeout") else "end"
         log.flush()
         with transaction.atomic():
@@ -677,32 +588,17 @@ class Execution:
                 raise RunDeleted
             if current.claimed_by != self.worker or current.status != Run.Status.RUNNING:
                 return "lease-lost"
-            if kind == "rollback":
-                # As LangGraph Server: a rolled-back run is deleted, as its checkpoints were.
-                state.delete_state("run", run.pk, actor=self.actor)
-            else:
+            if kind != "rollback":
                 # In the transaction that ends the run: an attempt whose end did not commit
                 # (the database went away) leaves no terminal event for streams to stop at.
-                event = {"status": run_status, "error": reason} if reason else None
+                event = {"status": end.run_status, "error": reason} if reason else None
                 log.add(terminal_event, event)
                 log.flush()
-                state.update_state(
-                    "run",
-                    run.pk,
-                    {
-                        "status": run_status,
-                        "error": reason,
-                        "finished_at": moment,
-                        "lease_expires_at": None,
-                    },
-                    expected_version=current.version,
-                    actor=self.actor,
-                )
-            state.update_state("thread", run.thread_id, thread_changes, actor=self.actor)
+            lifecycle.run_finished(current, end, actor=self.actor)
             from threads_app.services import start_next_run
 
             transaction.on_commit(lambda: start_next_run(run.thread_id))
-        return run_status
+        return end.run_status
 
     def _record_messages(self, values) -> None:
         messages = values.get("messages") if isinstance(values, dict) else None
@@ -734,13 +630,7 @@ def sweep() -> dict[str, int]:
     for run in Run.objects.filter(status=Run.Status.RUNNING, lease_expires_at__lt=moment):
         try:
             with transaction.atomic():
-                state.update_state(
-                    "run",
-                    run.pk,
-                    {"status": Run.Status.PENDING, "claimed_by": "", "lease_expires_at": None},
-                    expected_version=run.version,
-                    actor="sweeper",
-                )
+                lifecycle.run_requeued(run, actor="sweeper")
                 transaction.on_commit(lambda run_id=run.pk: enqueue(run_id))
             requeued += 1
             logger.warning(

@@ -15,10 +15,9 @@ from django.db.models import Q
 
 from core import state
 from core.ids import system_assistant_id
-from core.jsonable import to_jsonable
 from core.metadata import InvalidJSON, normalize_metadata
 from core.time import now
-from threads_app import registry
+from threads_app import lifecycle, registry
 from threads_app.errors import InvalidRun
 from threads_app.models import Run, Thread, Workflow, WorkflowVersion
 from threads_app.streaming import STREAM_MODES
@@ -223,44 +222,19 @@ def seed_from_session_context(thread: Thread, actor=None) -> None:
         )
     config = {"configurable": {"thread_id": str(thread.pk), "checkpoint_ns": ""}}
     graph.update_state(config, {"messages": messages}, as_node="__start__")
-    values = graph.get_state(config).values
-    state.update_state(
-        "thread",
-        thread.pk,
-        {
-            "values": to_jsonable(values),
-            "metadata": thread.metadata | {"started_from_session_context": True},
-        },
-        actor=actor,
-    )
+    lifecycle.thread_seeded(thread, graph.get_state(config).values, actor=actor)
 
 
 def mark_thread_running(thread_id, actor=None, expected_version=None) -> Thread:
-    return state.update_state(
-        "thread",
-        thread_id,
-        {"status": Thread.Status.BUSY, "started_at": now(), "error": ""},
-        expected_version=expected_version,
-        actor=actor,
-    )
+    return lifecycle.thread_busy(thread_id, actor=actor, expected_version=expected_version)
 
 
 def mark_thread_finished(thread_id, result=None, actor=None) -> Thread:
-    return state.update_state(
-        "thread",
-        thread_id,
-        {"status": Thread.Status.IDLE, "result": result, "completed_at": now()},
-        actor=actor,
-    )
+    return lifecycle.thread_finished(thread_id, result, actor=actor)
 
 
 def mark_thread_failed(thread_id, error: str, actor=None) -> Thread:
-    return state.update_state(
-        "thread",
-        thread_id,
-        {"status": Thread.Status.ERROR, "error": error, "failed_at": now()},
-        actor=actor,
-    )
+    return lifecycle.thread_failed(thread_id, error, actor=actor)
 
 
 # --- runs ---------------------------------------------------------------------------
@@ -509,15 +483,10 @@ def cancel_run(run_id, action: str = "interrupt", actor=None) -> Run | None:
             state.delete_state("run", run.pk, actor=actor)
             return None
         if run.status == Run.Status.PENDING:
-            changes = {
-                "status": Run.Status.INTERRUPTED,
-                "cancel_requested": action,
-                "finished_at": now(),
-                "error": f"cancelled ({action}) before it started",
-            }
-        else:
-            changes = {"cancel_requested": action}
-        return state.update_state("run", run.pk, changes, expected_version=run.version, actor=actor)
+            return lifecycle.run_cancelled(run, action, actor=actor)
+        return state.update_state(
+            "run", run.pk, {"cancel_requested": action}, expected_version=run.version, actor=actor
+        )
 
 
 def wait_for_run(run_id, timeout: float = 60.0, poll: float = 0.05) -> Run | None:
@@ -575,13 +544,7 @@ def requeue_run(run_id, actor=None) -> Run:
         if run.status == Run.Status.RUNNING:
             if run.lease_expires_at is not None and run.lease_expires_at > now():
                 raise InvalidRun(f"run {run.pk} is running on {run.claimed_by} (its lease is live)")
-            run = state.update_state(
-                "run",
-                run.pk,
-                {"status": Run.Status.PENDING, "claimed_by": "", "lease_expires_at": None},
-                expected_version=run.version,
-                actor=actor,
-            )
+            run = lifecycle.run_requeued(run, actor=actor)
         transaction.on_commit(lambda: enqueue(run_id))
     return run
 
@@ -594,23 +557,10 @@ def force_fail_run(run_id, reason: str = "", actor=None) -> Run:
     with transaction.atomic():
         run = _lock_unfinished_run(run_id)
         thread_id = run.thread_id
-        run = state.update_state(
-            "run",
-            run.pk,
-            {
-                "status": Run.Status.ERROR,
-                "error": reason,
-                "finished_at": now(),
-                "claimed_by": "",
-                "lease_expires_at": None,
-                "cancel_requested": "interrupt",
-            },
-            expected_version=run.version,
-            actor=actor,
-        )
+        run = lifecycle.run_failed(run, reason, actor=actor)
         others = Run.objects.filter(thread_id=thread_id, status__in=ACTIVE_RUN_STATUSES)
         if not others.exists():
-            mark_thread_failed(thread_id, reason, actor=actor)
+            lifecycle.thread_failed(thread_id, reason, actor=actor)
         else:
             # A run queued behind this one would wait for it forever: send it on.
             transaction.on_commit(lambda: start_next_run(thread_id))
@@ -627,7 +577,7 @@ def force_fail_thread(thread_id, reason: str = "", actor=None) -> Thread:
             raise state.EntityNotFound("thread", thread_id)
         if thread.runs.filter(status__in=ACTIVE_RUN_STATUSES).exists():
             raise InvalidRun(f"thread {thread.pk} has a run going; cancel or fail that run")
-        return mark_thread_failed(thread.pk, reason, actor=actor)
+        return lifecycle.thread_failed(thread.pk, reason, actor=actor)
 
 
 def expire_temporary_threads() -> int:
