@@ -426,11 +426,6 @@ class DjangoSaver(BaseCheckpointSaver[str]):
             sql = _SQL_CACHE[key] = _SQL(connection)
         return sql
 
-    def _rows(self, sql: str, params: Sequence[Any]) -> list[tuple]:
-        with saver_connection(self.using) as connection, saver_cursor(connection) as cursor:
-            cursor.execute(sql, params)
-            return cursor.fetchall()
-
     async def _arun(self, fn, /, *args, **kwargs):
         # Off the event loop, in the loop's executor; the thread borrows a pooled
         # connection for the call (see _connection), so none is left open there.
@@ -569,16 +564,6 @@ class DjangoSaver(BaseCheckpointSaver[str]):
             rows = run_statement(connection, statement, params, self.prepare, fetch=True)
         found = self._assemble(rows)
         return found[0] if found else None
-
-    def list_raw(
-        self,
-        config: RunnableConfig | None,
-        *,
-        filter: dict[str, Any] | None = None,
-        before: RunnableConfig | None = None,
-        limit: int | None = None,
-    ) -> list[RawCheckpoint]:
-        return self._select(config, filter, before, limit)
 
     def decode(self, typed: tuple[str, bytes | None]) -> Any:
         """A blob's value, through this saver's serializer."""

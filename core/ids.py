@@ -14,16 +14,6 @@ def system_assistant_id(graph_id: str) -> uuid.UUID:
     return uuid.uuid5(ASSISTANT_NAMESPACE, graph_id)
 
 
-def parse_uuid(value: object) -> uuid.UUID:
-    """A UUID from a UUID or its string form; anything else raises ValueError naming it."""
-    if isinstance(value, uuid.UUID):
-        return value
-    try:
-        return uuid.UUID(str(value))
-    except (TypeError, ValueError, AttributeError):
-        raise ValueError(f"not a valid UUID: {value!r}") from None
-
-
 def short_id(value: uuid.UUID | str) -> str:
     """The first 8 hex digits, as the UI shows ids."""
     return str(value).replace("-", "")[:8]
