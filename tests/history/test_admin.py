@@ -79,6 +79,16 @@ def test_llm_calls_are_read_only(client, staff, calls):
     assert LLMCall.objects.filter(pk=call.pk).exists()
 
 
+def test_an_llm_calls_page_links_its_session_thread_and_run(client, staff, calls):
+    client.force_login(staff)
+    call = LLMCall.objects.first()
+
+    page = client.get(_url(LLMCall, "change", call.pk)).content.decode()
+
+    for obj in (calls.session, calls.thread, calls.run):
+        assert _url(type(obj), "change", obj.pk) in page
+
+
 def test_messages_are_listed_by_session(client, staff, place):
     record_run_messages(place.run, [{"role": "user", "content": "Hi <b>there</b>", "id": "m-1"}])
     client.force_login(staff)
