@@ -29,6 +29,7 @@ it without a circle.
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
 from core import state
@@ -37,13 +38,23 @@ from core.thread_state import cached_values, waiting_status, written_state
 from core.time import now
 from threads_app.models import Run, Thread
 
-# How a run's execution ended -> the run's final status.
+
+class Outcome(StrEnum):
+    """How a run's execution ended (a cancel is named by its action)."""
+
+    SUCCESS = Run.Status.SUCCESS
+    ERROR = Run.Status.ERROR
+    TIMEOUT = Run.Status.TIMEOUT
+    INTERRUPT = "interrupt"  # cancelled, its checkpoints kept
+    ROLLBACK = "rollback"  # cancelled, its checkpoints and the run deleted
+
+
 RUN_STATUS = {
-    "success": Run.Status.SUCCESS,
-    "error": Run.Status.ERROR,
-    "timeout": Run.Status.TIMEOUT,
-    "interrupt": Run.Status.INTERRUPTED,  # cancelled, checkpoints kept
-    "rollback": Run.Status.INTERRUPTED,  # cancelled, checkpoints and run deleted
+    Outcome.SUCCESS: Run.Status.SUCCESS,
+    Outcome.ERROR: Run.Status.ERROR,
+    Outcome.TIMEOUT: Run.Status.TIMEOUT,
+    Outcome.INTERRUPT: Run.Status.INTERRUPTED,
+    Outcome.ROLLBACK: Run.Status.INTERRUPTED,
 }
 
 
@@ -57,11 +68,11 @@ def snapshot_interrupts(snapshot) -> list[dict[str, Any]]:
 
 
 def thread_status(outcome: str, interrupts: list, pending: bool) -> Thread.Status:
-    """The thread's status once a run ended with ``outcome`` (a key of RUN_STATUS),
-    leaving ``interrupts`` and, with ``pending``, nodes still to run."""
-    if outcome == "success":
+    """The thread's status once a run ended with ``outcome`` (an Outcome), leaving
+    ``interrupts`` and, with ``pending``, nodes still to run."""
+    if outcome == Outcome.SUCCESS:
         return waiting_status(interrupts, pending)
-    if outcome in ("error", "timeout"):
+    if outcome in (Outcome.ERROR, Outcome.TIMEOUT):
         return Thread.Status.ERROR
     return waiting_status(interrupts, False)  # cancelled: only an interrupt waits
 
@@ -73,9 +84,9 @@ def thread_after_run(
     values = cached_values(values)
     status = thread_status(outcome, interrupts, pending)
     changes: dict[str, Any] = {"values": values, "status": status}
-    if outcome == "success" and status == Thread.Status.INTERRUPTED:
+    if outcome == Outcome.SUCCESS and status == Thread.Status.INTERRUPTED:
         changes |= {"interrupts": interrupts}
-    elif outcome == "success":
+    elif outcome == Outcome.SUCCESS:
         changes |= {"interrupts": [], "result": values, "completed_at": moment}
     elif status == Thread.Status.ERROR:
         changes |= {"error": reason, "failed_at": moment, "interrupts": []}
@@ -144,8 +155,8 @@ def run_end(
     interrupts: list | None = None,
     pending: bool = False,
 ) -> RunEnd:
-    """The end of a run's execution with ``outcome`` (a key of RUN_STATUS; ``reason``
-    for an error, a timeout or a cancel), leaving the graph's ``values``, ``interrupts``
+    """The end of a run's execution with ``outcome`` (an Outcome; ``reason`` for an
+    error, a timeout or a cancel), leaving the graph's ``values``, ``interrupts``
     and, with ``pending``, nodes still to run."""
     moment = now()
     changes = thread_after_run(outcome, reason, values or {}, interrupts or [], pending, moment)
@@ -156,7 +167,7 @@ def run_finished(run: Run, end: RunEnd, actor: Any = None) -> None:
     """Record ``end``: the run final (deleted for a rollback) and its thread as the
     module's table says. ``run`` is as read under the thread's lock (its version is
     checked)."""
-    if end.outcome == "rollback":
+    if end.outcome == Outcome.ROLLBACK:
         # As LangGraph Server: a rolled-back run is deleted, as its checkpoints were.
         state.delete_state("run", run.pk, actor=actor)
     else:

@@ -141,11 +141,13 @@ def claim_run(run_id, worker: str) -> Run | None:
         if run is None or run.status != Run.Status.PENDING:
             return None
         ahead = (
-            Run.objects.filter(thread_id=thread.pk, status__in=("pending", "running"))
+            Run.objects.filter(
+                thread_id=thread.pk, status__in=(Run.Status.PENDING, Run.Status.RUNNING)
+            )
             .exclude(pk=run.pk)
             .filter(created_at__lt=run.created_at)
         )
-        running_here = Run.objects.filter(thread_id=thread.pk, status="running")
+        running_here = Run.objects.filter(thread_id=thread.pk, status=Run.Status.RUNNING)
         if running_here.exists() or ahead.exists():
             return None
         if run.not_before and run.not_before > now():
@@ -450,7 +452,7 @@ class Execution:
         saver = DjangoSaver()
         started = time.monotonic()
         timeout = float((run.kwargs or {}).get("timeout_s") or settings.STATEHOUSE_RUN_TIMEOUT_S)
-        outcome: tuple[str, str] = ("success", "")
+        outcome: tuple[str, str] = (lifecycle.Outcome.SUCCESS, "")
         graph = stream = None
         config: dict = {}
         try:
@@ -495,7 +497,7 @@ class Execution:
                     self._check(heartbeat, started, timeout)
             log.flush()
         except RunStopped as stop:
-            outcome = (stop.action or "timeout", stop.reason)
+            outcome = (stop.action or lifecycle.Outcome.TIMEOUT, stop.reason)
         except RunDeleted:
             raise
         except Exception as exc:
@@ -504,7 +506,7 @@ class Execution:
             if _deleted(run.pk):
                 raise RunDeleted from exc  # the graph failed because its run went away
             logger.exception("run %s failed", run.pk)
-            outcome = ("error", f"{type(exc).__name__}: {exc}")
+            outcome = (lifecycle.Outcome.ERROR, f"{type(exc).__name__}: {exc}")
         finally:
             heartbeat.stop()
             if stream is not None:
@@ -563,7 +565,7 @@ class Execution:
         kind, reason = outcome
         run = self.run
         values, interrupts, pending = {}, [], False
-        if kind == "rollback":
+        if kind == lifecycle.Outcome.ROLLBACK:
             saver.delete_for_runs([str(run.pk)])
         if graph is not None and config:
             try:
@@ -572,14 +574,15 @@ class Execution:
                 values = snapshot.values
                 interrupts = lifecycle.snapshot_interrupts(snapshot)
                 pending = bool(snapshot.next)
-                if kind == "success":
+                if kind == lifecycle.Outcome.SUCCESS:
                     self._record_messages(snapshot.values)
             except Exception as exc:
                 if is_transient_db_error(exc):
                     raise
                 logger.exception("run %s: reading the final state failed", run.pk)
         end = lifecycle.run_end(kind, reason, values, interrupts, pending)
-        terminal_event = "error" if kind in ("error", "timeout") else "end"
+        failed = kind in (lifecycle.Outcome.ERROR, lifecycle.Outcome.TIMEOUT)
+        terminal_event = "error" if failed else "end"
         log.flush()
         with transaction.atomic():
             Thread.objects.lock(run.thread_id)
@@ -588,7 +591,7 @@ class Execution:
                 raise RunDeleted
             if current.claimed_by != self.worker or current.status != Run.Status.RUNNING:
                 return "lease-lost"
-            if kind != "rollback":
+            if kind != lifecycle.Outcome.ROLLBACK:
                 # In the transaction that ends the run: an attempt whose end did not commit
                 # (the database went away) leaves no terminal event for streams to stop at.
                 event = {"status": end.run_status, "error": reason} if reason else None
