@@ -44,15 +44,12 @@ MOVING = {
     "threads_app.streaming",
     "threads_app.studio",
 }
-# Being rewritten around threads_app.lifecycle in this issue (their copied statuses are
-# reported to the coordinator, who removes this exemption).
-REWRITTEN = {"threads_app.lifecycle", "threads_app.runtime"}
 
 
 def _exempt(module: str) -> bool:
     name = module.rpartition(".")[2]
     return (
-        module in STATUS_DEFINITIONS | MOVING | REWRITTEN
+        module in STATUS_DEFINITIONS | MOVING
         or name.endswith("views")
         or name.endswith("consumers")
     )
@@ -107,6 +104,102 @@ def test_statuses_are_imported_never_copied(module):
     """core.statuses holds the vocabularies (history_app's own alert delivery states
     are history_app's, in its models)."""
     assert _status_literals(MODULES[module]) == []
+
+
+# Where a thread's status, values and interrupts are decided: threads_app.lifecycle, and
+# the rules it shares with checkpoints_app (which may not import threads_app).
+THREAD_STATE_WRITERS = {"threads_app.lifecycle", "core.thread_state"}
+THREAD_STATE_FIELDS = {"status", "values", "interrupts"}
+# The state manager's writes: where the changes (or initial state) are among the arguments.
+CHANGES_ARGUMENT = {"create_state": 1, "update_state": 2}
+
+
+def _dict_keys(node, assigned: dict[str, set]) -> set:
+    """The constant keys a changes expression spells: a dict literal (with its ``**``
+    parts), ``a | b``, or a name assigned such a dict in the same function."""
+    if isinstance(node, ast.Dict):
+        keys = set()
+        for key, value in zip(node.keys, node.values, strict=True):
+            if key is None:
+                keys |= _dict_keys(value, assigned)
+            elif isinstance(key, ast.Constant):
+                keys.add(key.value)
+        return keys
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr):
+        return _dict_keys(node.left, assigned) | _dict_keys(node.right, assigned)
+    if isinstance(node, ast.Name):
+        return assigned.get(node.id, set())
+    return set()
+
+
+def _assigned_keys(scope) -> dict[str, set]:
+    """name -> the keys given to it in ``scope``: ``name = {...}``, ``name |= {...}``,
+    ``name["key"] = ...``."""
+    assigned: dict[str, set] = {}
+    for node in ast.walk(scope):
+        if isinstance(node, ast.Assign | ast.AugAssign | ast.AnnAssign) and node.value:
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for target in targets:
+                if isinstance(target, ast.Name):
+                    assigned.setdefault(target.id, set()).update(_dict_keys(node.value, assigned))
+                elif (
+                    isinstance(target, ast.Subscript)
+                    and isinstance(target.value, ast.Name)
+                    and isinstance(target.slice, ast.Constant)
+                ):
+                    assigned.setdefault(target.value.id, set()).add(target.slice.value)
+    return assigned
+
+
+def _thread_state_writes(path) -> list[str]:
+    """State manager calls on a "thread" whose changes spell its status, values or
+    interrupts (changes built by a function call are not seen: the rule is a guard)."""
+    tree = ast.parse(path.read_text())
+    scopes = [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)]
+    found = []
+    for scope in [tree, *scopes]:
+        assigned = _assigned_keys(scope)
+        for call in ast.walk(scope):
+            if not isinstance(call, ast.Call):
+                continue
+            name = getattr(call.func, "attr", getattr(call.func, "id", ""))
+            position = CHANGES_ARGUMENT.get(name)
+            if position is None or len(call.args) <= position:
+                continue
+            entity = call.args[0]
+            if not (isinstance(entity, ast.Constant) and entity.value == "thread"):
+                continue
+            spelled = _dict_keys(call.args[position], assigned) & THREAD_STATE_FIELDS
+            if spelled:
+                found.append(f"line {call.lineno}: {', '.join(sorted(spelled))}")
+    return sorted(set(found))
+
+
+@pytest.mark.parametrize("module", sorted(set(MODULES) - THREAD_STATE_WRITERS - MOVING))
+def test_only_the_lifecycle_sets_a_thread_s_status_values_and_interrupts(module):
+    """Every other module asks threads_app.lifecycle (checkpoints_app: core.thread_state)."""
+    assert _thread_state_writes(MODULES[module]) == []
+
+
+def test_the_thread_state_rule_sees_the_writes_it_forbids(tmp_path):
+    source = tmp_path / "offender.py"
+    source.write_text(
+        "def a(thread, changes):\n"
+        "    state.update_state('thread', thread.pk, {'status': 'idle'})\n"
+        "def b(thread):\n"
+        "    changes = {'error': ''}\n"
+        "    changes['values'] = {}\n"
+        "    state.update_state('thread', thread.pk, changes, actor=None)\n"
+        "def c(run):\n"
+        "    state.create_state('thread', {'session': 1, **{'interrupts': []}})\n"
+        "    state.update_state('run', run.pk, {'status': 'pending'})\n"
+        "    state.update_state('thread', run.thread_id, {'metadata': {}})\n"
+    )
+    assert _thread_state_writes(source) == [
+        "line 2: status",
+        "line 6: values",
+        "line 8: interrupts",
+    ]
 
 
 def test_state_changed_receivers_are_connected_per_sender():
