@@ -67,6 +67,8 @@ INSTALLED_APPS = [
     "threads_app",
     "checkpoints_app",
     "history_app",
+    # The pages, their live feeds, /metrics and /healthz (imports every app above).
+    "control_room",
     "axes",
     # django-ninja's bundled Swagger UI files: /api/docs works without the internet.
     "ninja",

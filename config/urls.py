@@ -18,10 +18,8 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", api.urls),
     re_path(r"^api/", unknown_path),  # a JSON 404, not Django's HTML page
-    # /status/: live status pages (dashboard, sessions, threads)
-    path("status/", include("config.status_urls")),
-    # /usage/ (dashboard, CSV), /metrics, /healthz
-    path("", include("history_app.urls")),
+    # /status/ (live pages, the Studio), /usage/ (dashboard, CSV), /metrics, /healthz
+    path("", include("control_room.urls")),
 ]
 
 # A form over the request size limit: a 413 page saying so, not a bare 400.

@@ -16,11 +16,11 @@ from django.urls import reverse
 
 from config import api as api_module
 from config.celery import app as celery_app
+from control_room.views import health
 from core import realtime
 from core.apikeys import create_api_key
 from core.outages import OutageLog
 from core.throttling import RedisCounter, UserRateThrottle
-from history_app import views
 from tests.factories import make_session, make_thread
 from tests.system.private_redis import running_redis
 from threads_app import broker, services
@@ -302,7 +302,7 @@ async def test_healthz_is_200_again_once_redis_is_back(settings, private_redis):
     settings.CELERY_BROKER_URL = private_redis.url
 
     async def healthz():
-        response = await views.healthz(AsyncRequestFactory().get("/healthz"))
+        response = await health.healthz(AsyncRequestFactory().get("/healthz"))
         return json.loads(response.content)
 
     # A live feed of this process waiting on the shared layer, as streams do.

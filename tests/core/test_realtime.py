@@ -6,7 +6,7 @@ from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 from django.db import transaction
 
-from config.routing import websocket_urlpatterns
+from control_room.routing import websocket_urlpatterns
 from core import realtime, state
 from tests.factories import make_session, make_thread
 

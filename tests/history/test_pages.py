@@ -9,9 +9,10 @@ import pytest
 from django.urls import reverse
 from prometheus_client.parser import text_string_to_metric_families
 
+from control_room.views import health
+from control_room.views.usage import EXPORT_COLUMNS
 from core import state
 from core.time import now
-from history_app import views
 from tests.history.conftest import ai_message, fake_model
 
 # --- the dashboard ---------------------------------------------------------------------------
@@ -99,7 +100,7 @@ def test_the_csv_export_takes_a_date_range(client, staff, usage):
     response = client.get(reverse("history:usage_export"), {"start": yesterday, "end": yesterday})
 
     lines = b"".join(response.streaming_content).decode().splitlines()
-    assert lines == [",".join(views.EXPORT_COLUMNS)]
+    assert lines == [",".join(EXPORT_COLUMNS)]
 
 
 def test_the_csv_export_is_for_staff_only(client, alice):
@@ -216,7 +217,7 @@ def test_healthz_is_503_naming_a_broken_channel_layer(client, db, monkeypatch):
         async def send(self, channel, message):
             raise ConnectionError("redis://secret@10.0.0.1 refused")
 
-    monkeypatch.setattr(views, "channel_layer_for_check", lambda: Broken())
+    monkeypatch.setattr(health, "channel_layer_for_check", lambda: Broken())
 
     response = client.get(reverse("history:healthz"))
 
@@ -229,7 +230,7 @@ def test_healthz_is_503_naming_a_failing_database(client, db, monkeypatch):
     def down():
         raise OSError("connection to server failed")
 
-    monkeypatch.setattr(views, "_check_database", down)
+    monkeypatch.setattr(health, "_check_database", down)
 
     response = client.get(reverse("history:healthz"))
 

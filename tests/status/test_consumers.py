@@ -14,9 +14,9 @@ from django.conf import settings
 from django.db import transaction
 from django.test import Client
 
-from config.routing import websocket_urlpatterns
+from control_room.consumers import CLOSE_FORBIDDEN, CLOSE_GONE, CLOSE_UNAUTHENTICATED
+from control_room.routing import websocket_urlpatterns
 from core import state
-from core.consumers import CLOSE_FORBIDDEN, CLOSE_GONE, CLOSE_UNAUTHENTICATED
 from tests.factories import make_session, make_thread
 from threads_app import services
 
@@ -235,7 +235,7 @@ async def test_a_dashboard_socket_of_a_demoted_user_is_closed(staff, alice):
 async def test_the_sockets_of_one_event_are_checked_together_each_on_its_own_login(
     alice, monkeypatch
 ):
-    from core import consumers
+    from control_room import consumers
 
     session = await database_sync_to_async(make_session)(alice)
     logins = [await database_sync_to_async(logged_in_cookie)(alice) for _ in range(4)]

@@ -11,9 +11,9 @@ import pytest
 from django.urls import reverse
 
 from checkpoints_app import services as checkpoints
+from control_room import charts
 from core import live, state
 from core.time import now
-from history_app import charts
 from tests.factories import make_session
 from tests.status.conftest import finished, new_thread
 from tests.status.test_pages import page, squash
@@ -47,9 +47,9 @@ def test_money_is_written_one_way(value, text):
 
 
 def test_the_usage_pages_write_money_as_the_status_pages_do():
-    from history_app import views
+    from control_room.views import usage
 
-    assert views.money(Decimal("-0.00184")) == "-$0.00184"
+    assert usage.money(Decimal("-0.00184")) == "-$0.00184"
 
 
 @pytest.mark.parametrize(
@@ -105,9 +105,9 @@ def test_the_dashboard_counts_what_it_lists(client, staff, alice):
 
 
 def test_a_capped_dashboard_list_links_to_the_rest(client, staff, alice, monkeypatch):
-    from core import views
+    from control_room.views import dashboard
 
-    monkeypatch.setattr(views, "LIST_LIMIT", 2)
+    monkeypatch.setattr(dashboard, "LIST_LIMIT", 2)
     for _ in range(3):
         services.mark_thread_running(new_thread(alice, "pipeline").pk)
     html = page(client, staff, reverse("status:dashboard"))
@@ -116,9 +116,9 @@ def test_a_capped_dashboard_list_links_to_the_rest(client, staff, alice, monkeyp
 
 
 def test_a_capped_thread_list_of_a_session_links_to_the_rest(client, alice, monkeypatch):
-    from sessions_app import views
+    from control_room.views import sessions
 
-    monkeypatch.setattr(views, "THREAD_LIMIT", 2)
+    monkeypatch.setattr(sessions, "THREAD_LIMIT", 2)
     session = make_session(alice, title="Busy session")
     workflow = services.resolve_workflow("pipeline")
     for _ in range(3):
@@ -244,9 +244,9 @@ def test_cancel_and_roll_back_asks_first(client, alice):
 
 def test_a_sessions_own_changes_stay_visible_under_the_filter(alice):
     """The bookkeeping filter keeps a session's real changes (its title) visible."""
-    from sessions_app import views
+    from control_room.views import sessions
 
     session = make_session(alice, title="Old title")
     state.update_state("session", session.pk, {"title": "New title"})
-    context = views.session_context(session)
+    context = sessions.session_context(session)
     assert any("title" in event.changed_fields for event in context["history"])

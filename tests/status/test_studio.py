@@ -12,12 +12,13 @@ from django.urls import reverse
 from langgraph.graph import END, START, StateGraph
 from typing_extensions import TypedDict
 
+from control_room import graph_drawing, studio
 from core import state
 from core.time import now
 from tests.factories import make_session
 from tests.status.conftest import finished, new_thread
 from tests.status.test_pages import page, squash
-from threads_app import graph_drawing, services, studio
+from threads_app import services
 from threads_app.models import Run, Thread
 
 pytestmark = pytest.mark.django_db(transaction=True)

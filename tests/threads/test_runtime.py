@@ -100,7 +100,7 @@ def test_the_event_log_has_increasing_ids_and_every_requested_mode(thread):
 
 
 def test_a_run_records_its_graphs_progress_even_without_the_custom_mode(thread):
-    from threads_app.views import run_progress
+    from control_room.views.threads import run_progress
 
     run = finished(services.create_run(thread, input={"steps": 3}))  # stream_mode: values
 

@@ -5,7 +5,7 @@ from channels.db import database_sync_to_async
 from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 
-from config.routing import websocket_urlpatterns
+from control_room.routing import websocket_urlpatterns
 from tests.factories import make_session
 from threads_app import services
 

@@ -1,10 +1,13 @@
-"""WebSocket routes (all under ws/)."""
+"""WebSocket routes (all under ws/): the live feeds of the pages."""
 
 from django.urls import path
 
-from core.consumers import DashboardConsumer
-from sessions_app.consumers import SessionConsumer
-from threads_app.consumers import RunConsumer, ThreadConsumer
+from control_room.consumers import (
+    DashboardConsumer,
+    RunConsumer,
+    SessionConsumer,
+    ThreadConsumer,
+)
 
 websocket_urlpatterns = [
     path("ws/dashboard/", DashboardConsumer.as_asgi()),

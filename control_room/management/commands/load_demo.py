@@ -19,6 +19,7 @@ from sessions_app.models import Session
 from sessions_app.services import create_session
 from threads_app import runtime
 from threads_app import services as threads
+from threads_app.models import Run
 
 DEMO_TITLE = "Demo: support conversation"
 BATCH_TITLE = "Demo: nightly batch"
@@ -59,15 +60,15 @@ class Command(BaseCommand):
 
         broken = threads.create_thread(batch, pipeline, {"job": "export"}, actor=ACTOR)
         # A negative delay makes the graph's time.sleep raise: a real error, from the graph.
-        self.run(broken, input={"steps": 3, "delay_s": -1}, expect="error")
+        self.run(broken, input={"steps": 3, "delay_s": -1}, expect=Run.Status.ERROR)
 
         self.stdout.write(
             "Demo data loaded: 2 sessions, 5 threads, 6 runs (one waits for a human, one failed)."
         )
 
-    def run(self, thread, *, expect: str = "success", **request):
+    def run(self, thread, *, expect: str = Run.Status.SUCCESS, **request):
         run = threads.create_run(thread, actor=ACTOR, **request)
-        with _quiet_runtime() if expect == "error" else contextlib.nullcontext():
+        with _quiet_runtime() if expect == Run.Status.ERROR else contextlib.nullcontext():
             runtime.execute_run(run.pk)  # "skipped" if a worker elsewhere took it first
         finished = threads.wait_for_run(run.pk, timeout=WAIT_S)
         if finished is None or finished.status != expect:

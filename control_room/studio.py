@@ -10,8 +10,9 @@ from datetime import timedelta
 import jsonschema
 from django.conf import settings
 
+from control_room import graph_drawing
 from core.time import now
-from threads_app import graph_drawing, graph_state, registry
+from threads_app import graph_state, registry
 from threads_app.models import Run, RunEvent, Thread
 
 TIMELINE_LIMIT = 200

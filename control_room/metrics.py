@@ -16,22 +16,15 @@ from prometheus_client.core import (
 )
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from core import state
-from core.statuses import FINAL_RUN_STATUSES, RunStatus
 from core.time import now
 from history_app.models import Alert, DailyModelUsage
+from threads_app.models import Run
 
-RUN_STATUSES = tuple(RunStatus.values)
-FINAL_STATUSES = tuple(sorted(FINAL_RUN_STATUSES))
+RUN_STATUSES = tuple(Run.Status.values)
+FINAL_STATUSES = tuple(sorted(Run.FINAL_STATUSES))
 DURATION_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600)
 DURATION_WINDOW = timedelta(hours=1)
 TOKEN_KINDS = ("input", "output", "cache_read", "cache_write", "reasoning")
-
-
-def _runs():
-    """The runs table, from the state manager's registry (history_app may not import
-    threads_app)."""
-    return state.entity_model("run")._base_manager
 
 
 class StatehouseCollector:
@@ -48,7 +41,7 @@ class StatehouseCollector:
 
     def _runs(self):
         at = now()
-        runs = _runs()
+        runs = Run._base_manager
         by_status = dict(runs.values_list("status").annotate(n=Count("id")).order_by())
         status = GaugeMetricFamily("statehouse_runs", "Runs by status.", labels=["status"])
         for name in sorted(set(RUN_STATUSES) | set(by_status)):
@@ -57,12 +50,12 @@ class StatehouseCollector:
         yield GaugeMetricFamily(
             "statehouse_run_queue_depth",
             "Runs waiting for a worker (status pending).",
-            value=by_status.get(RunStatus.PENDING, 0),
+            value=by_status.get(Run.Status.PENDING, 0),
         )
         yield GaugeMetricFamily(
             "statehouse_runs_lease_expired",
             "Running runs whose worker lease expired (a dead worker, not yet requeued).",
-            value=runs.filter(status=RunStatus.RUNNING, lease_expires_at__lt=at).count(),
+            value=runs.filter(status=Run.Status.RUNNING, lease_expires_at__lt=at).count(),
         )
         yield self._durations(runs, at)
 

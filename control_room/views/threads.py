@@ -26,10 +26,13 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
+from checkpoints_app.models import Checkpoint
+from checkpoints_app.saver import DjangoSaver
+from control_room import studio
+from control_room.pages import fragment_name, listing
 from core import live, state
-from core.consumers import is_staff
-from core.views import fragment_name, listing, optional_model
-from threads_app import graph_state, services, studio
+from history_app.models import Message
+from threads_app import graph_state, services
 from threads_app.models import Run, RunEvent, Thread
 
 logger = logging.getLogger(__name__)
@@ -40,18 +43,14 @@ RUN_LIMIT = 20
 CHECKPOINT_LIMIT = 50
 
 
-def visible_threads(user):
-    threads = Thread.objects.select_related("session__owner", "workflow")
-    if is_staff(user):
-        return threads
-    return threads.filter(session__owner=user)
+def shown_threads(user):
+    """The threads ``user`` may see, with the session, owner and workflow pages show."""
+    return services.visible_threads(user).select_related("session__owner", "workflow")
 
 
-def visible_runs(user):
-    runs = Run.objects.select_related("thread__session", "workflow")
-    if is_staff(user):
-        return runs
-    return runs.filter(thread__session__owner=user)
+def shown_runs(user):
+    """The runs ``user`` may see, with the thread, session and workflow pages show."""
+    return services.visible_runs(user).select_related("thread__session", "workflow")
 
 
 # --- what the sections show ---------------------------------------------------------
@@ -59,19 +58,16 @@ def visible_runs(user):
 
 def thread_messages(thread: Thread) -> list[dict]:
     """The conversation: recorded messages, else the messages of the thread's values."""
-    Message = optional_model("history_app", "Message")
-    rows = []
-    if Message is not None:
-        recorded = Message.objects.filter(thread=thread).order_by("-sequence")[:MESSAGE_LIMIT]
-        rows = [
-            {
-                "id": row.message_id,
-                "role": row.role,
-                "text": live.message_text(row.content),
-                "tool_calls": live.tool_call_labels((row.extra or {}).get("tool_calls")),
-            }
-            for row in reversed(list(recorded))
-        ]
+    recorded = Message.objects.filter(thread=thread).order_by("-sequence")[:MESSAGE_LIMIT]
+    rows = [
+        {
+            "id": row.message_id,
+            "role": row.role,
+            "text": live.message_text(row.content),
+            "tool_calls": live.tool_call_labels((row.extra or {}).get("tool_calls")),
+        }
+        for row in reversed(list(recorded))
+    ]
     if rows:
         return rows
     values = thread.values if isinstance(thread.values, dict) else {}
@@ -104,9 +100,6 @@ def current_run(thread: Thread, request) -> Run | None:
 
 def head_checkpoint(thread: Thread) -> dict | None:
     """The thread's latest root checkpoint: id, step, source, run and when."""
-    Checkpoint = optional_model("checkpoints_app", "Checkpoint")
-    if Checkpoint is None:
-        return None
     row = (
         Checkpoint.objects.filter(thread_id=str(thread.pk), checkpoint_ns="")
         .order_by("-checkpoint_id")
@@ -180,8 +173,6 @@ def interrupts(thread: Thread) -> list[dict]:
 
 def checkpoints(thread: Thread) -> dict:
     """The thread's checkpoint timeline, newest first (at most CHECKPOINT_LIMIT)."""
-    from checkpoints_app.saver import DjangoSaver
-
     config = {"configurable": {"thread_id": str(thread.pk)}}
     rows = []
     try:
@@ -298,7 +289,7 @@ def _run_section(thread, request) -> dict:
 @require_GET
 @login_required
 def thread_detail(request, pk):
-    thread = get_object_or_404(visible_threads(request.user), pk=pk)
+    thread = get_object_or_404(shown_threads(request.user), pk=pk)
     fragment = fragment_name(request, FRAGMENTS)
     base = {"thread": thread, "session": thread.session}
     if fragment:
@@ -315,7 +306,7 @@ def thread_detail(request, pk):
 @login_required
 def run_detail(request, pk):
     """A run's status page is its thread's page following that run."""
-    run = get_object_or_404(visible_runs(request.user), pk=pk)
+    run = get_object_or_404(shown_runs(request.user), pk=pk)
     return redirect(reverse("status:thread", args=[run.thread_id]) + f"?run={run.pk}")
 
 
@@ -370,7 +361,7 @@ def _run_refused(exc: Exception) -> str:
 @require_POST
 @login_required
 def resume_thread(request, pk):
-    thread = get_object_or_404(visible_threads(request.user), pk=pk)
+    thread = get_object_or_404(shown_threads(request.user), pk=pk)
     form = ResumeForm(request.POST)
     if not form.is_valid():
         errors = "; ".join(" ".join(msgs) for msgs in form.errors.values())
@@ -408,7 +399,7 @@ def resume_thread(request, pk):
 def continue_thread(request, pk):
     """Start a run without input: the graph goes on from the thread's latest checkpoint
     (after a restore or a fork to a step in the middle, the nodes it had still to run)."""
-    thread = get_object_or_404(visible_threads(request.user), pk=pk)
+    thread = get_object_or_404(shown_threads(request.user), pk=pk)
     fresh = Thread.objects.get(pk=thread.pk)
     if str(fresh.version) != request.POST.get("expected_version") or not is_paused(fresh):
         messages.warning(
@@ -431,7 +422,7 @@ def continue_thread(request, pk):
 @require_POST
 @login_required
 def cancel_run(request, pk):
-    run = get_object_or_404(visible_runs(request.user), pk=pk)
+    run = get_object_or_404(shown_runs(request.user), pk=pk)
     action = request.POST.get("action", "interrupt")
     if action not in services.CANCEL_ACTIONS:
         messages.error(request, f"Not cancelled: unknown action {action!r}.")
@@ -465,7 +456,7 @@ def cancel_run(request, pk):
 @require_POST
 @login_required
 def retry_run(request, pk):
-    run = get_object_or_404(visible_runs(request.user), pk=pk)
+    run = get_object_or_404(shown_runs(request.user), pk=pk)
     try:
         new = services.retry_run(run.pk, actor=request.user)
     except services.RunFinished:

@@ -10,117 +10,27 @@ Channels keeps in the scope caches what it loaded when the socket opened, so it 
 notice a logout (which deletes the session) made through another request.
 
 An event pushed to a group reaches all its sockets at once; their checks are batched
-into one call in a worker thread (:class:`AccessChecks`), where a user, and whether that
-user may see an object, are read once for all the sockets that ask the same.
+into one call in a worker thread (:class:`AccessChecks`), where a session, a user, and
+whether that user may see an object, are read once for all the sockets that ask the same
+(control_room.socket_auth).
 """
 
 import asyncio
-from importlib import import_module
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
-from django.conf import settings
-from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, load_backend
-from django.contrib.auth.models import AnonymousUser
-from django.utils import timezone
-from django.utils.crypto import constant_time_compare
 
+from control_room.pages import is_staff
+from control_room.socket_auth import BatchCache, current_user
 from core import realtime
+from sessions_app.services import visible_sessions
+from threads_app.services import visible_runs, visible_threads
 
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
 CLOSE_GONE = 4404
 
 ALLOWED = 0
-
-
-def is_staff(user) -> bool:
-    return bool(user is not None and user.is_active and user.is_staff)
-
-
-# Decoded session data by its stored (signed) text: decoding verifies a signature, and
-# the same text always decodes to the same data, so it is done once per text.
-_decoded: dict[str, dict] = {}
-DECODED_SESSIONS_KEPT = 10_000
-
-
-def _decode(decoder, text: str) -> dict:
-    data = _decoded.get(text)
-    if data is None:
-        data = decoder.decode(text)
-        if len(_decoded) >= DECODED_SESSIONS_KEPT:
-            _decoded.clear()
-        _decoded[text] = data
-    return data
-
-
-class BatchCache:
-    """What the checks of one batch read once: sessions, users, their session auth
-    hashes, and permissions."""
-
-    def __init__(self):
-        self.sessions: dict[str, dict] = {}
-        self.users: dict[tuple, object] = {}
-        self.auth_hashes: dict[tuple, str] = {}
-        self.permissions: dict[tuple, bool] = {}
-
-    def prefetch_sessions(self, keys) -> None:
-        """Read database-backed sessions in bulk (other engines are read one by one)."""
-        from django.contrib.sessions.backends.db import SessionStore as DatabaseStore
-
-        store_class = import_module(settings.SESSION_ENGINE).SessionStore
-        keys = [key for key in set(keys) if key and key not in self.sessions]
-        if not keys or not issubclass(store_class, DatabaseStore):
-            return
-        decoder = store_class()
-        model = store_class.get_model_class()
-        for start in range(0, len(keys), 500):
-            chunk = keys[start : start + 500]
-            rows = model.objects.filter(session_key__in=chunk, expire_date__gt=timezone.now())
-            found = dict(rows.values_list("session_key", "session_data"))
-            for key in chunk:
-                self.sessions[key] = _decode(decoder, found[key]) if key in found else {}
-
-    def session(self, key: str) -> dict:
-        if key not in self.sessions:
-            store = import_module(settings.SESSION_ENGINE).SessionStore(key)
-            self.sessions[key] = dict(store.items())
-        return self.sessions[key]
-
-
-def current_user(scope, cache: BatchCache | None = None):
-    """The user the socket's session belongs to *now* (AnonymousUser once logged out)."""
-    cache = cache or BatchCache()
-    if "session" not in scope:
-        # No session middleware (tests with a forced user): the user cannot log out, but
-        # may have been changed (deactivated, demoted) since.
-        user = scope.get("user")
-        if user is None or not user.is_authenticated:
-            return AnonymousUser()
-        key = ("", user.pk)
-        if key not in cache.users:
-            cache.users[key] = type(user)._default_manager.filter(pk=user.pk).first()
-        return cache.users[key] or AnonymousUser()
-    session_key = getattr(scope["session"], "session_key", None)
-    if not session_key:
-        return AnonymousUser()
-    data = cache.session(session_key)
-    user_id, backend_path = data.get(SESSION_KEY), data.get(BACKEND_SESSION_KEY)
-    if user_id is None or backend_path not in settings.AUTHENTICATION_BACKENDS:
-        return AnonymousUser()
-    key = (backend_path, str(user_id))
-    if key not in cache.users:
-        cache.users[key] = load_backend(backend_path).get_user(user_id)
-    user = cache.users[key]
-    if user is None:
-        return AnonymousUser()
-    if hasattr(user, "get_session_auth_hash"):
-        if key not in cache.auth_hashes:
-            cache.auth_hashes[key] = user.get_session_auth_hash()
-        session_hash = data.get(HASH_SESSION_KEY)
-        if not (session_hash and constant_time_compare(session_hash, cache.auth_hashes[key])):
-            return AnonymousUser()  # the password changed: the session is no longer valid
-    return user
 
 
 class AccessChecks:
@@ -275,3 +185,31 @@ class DashboardConsumer(FeedConsumer):
 
     def can_view(self, user) -> bool:
         return is_staff(user)
+
+
+class SessionConsumer(FeedConsumer):
+    """A session, its threads and its usage: for staff and the session's owner."""
+
+    group_prefix = "session"
+
+    def can_view(self, user) -> bool:
+        return user.is_active and visible_sessions(user).filter(pk=self.object_id()).exists()
+
+
+class ThreadConsumer(FeedConsumer):
+    """A thread, its runs' state changes and their streamed events (the runtime pushes a
+    run's events to its thread's group too): for staff and the session's owner."""
+
+    group_prefix = "thread"
+
+    def can_view(self, user) -> bool:
+        return user.is_active and visible_threads(user).filter(pk=self.object_id()).exists()
+
+
+class RunConsumer(FeedConsumer):
+    """One run's state changes and streamed events."""
+
+    group_prefix = "run"
+
+    def can_view(self, user) -> bool:
+        return user.is_active and visible_runs(user).filter(pk=self.object_id()).exists()

@@ -9,6 +9,7 @@ POST through a service function.
 
 import contextlib
 import json
+import uuid
 from datetime import datetime
 
 from django.contrib import messages
@@ -20,11 +21,14 @@ from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from checkpoints_app.services import CheckpointNotFound, restore
+from control_room import graph_drawing, studio
+from control_room.views.threads import shown_runs, shown_threads
 from core import state
-from threads_app import graph_drawing, graph_state, services, studio
+from sessions_app.services import create_session
+from threads_app import graph_state, services
 from threads_app.errors import InvalidRun
 from threads_app.models import Run, Thread
-from threads_app.views import visible_runs, visible_threads
 
 
 def _workflow(request, pk):
@@ -48,7 +52,7 @@ def workflow_list(request):
 def _workflow_page(request, workflow, *, input_text=None, errors=(), target="new", status=200):
     graph = studio.workflow_graph(workflow)
     schema = studio.input_schema(graph) if graph is not None else {}
-    threads = visible_threads(request.user).filter(workflow=workflow).order_by("-created_at")[:20]
+    threads = shown_threads(request.user).filter(workflow=workflow).order_by("-created_at")[:20]
     context = {
         "workflow": workflow,
         "graph": studio.decorate(graph_drawing.draw(graph)) if graph is not None else None,
@@ -90,7 +94,7 @@ def workflow_run(request, pk):
 
     thread = None
     if target != "new":
-        thread = visible_threads(request.user).filter(pk=_uuid_or_none(target)).first()
+        thread = shown_threads(request.user).filter(pk=_uuid_or_none(target)).first()
         if thread is None:
             return refused([{"path": "thread", "message": "no such thread of yours"}])
     try:
@@ -104,8 +108,6 @@ def workflow_run(request, pk):
     try:
         with transaction.atomic():
             if thread is None:
-                from sessions_app.services import create_session
-
                 session = create_session(
                     request.user,
                     title=f"Studio: {workflow}",
@@ -129,8 +131,6 @@ def workflow_run(request, pk):
 
 
 def _uuid_or_none(text):
-    import uuid
-
     try:
         return uuid.UUID(str(text))
     except ValueError:
@@ -162,7 +162,7 @@ def _editable_nodes(graph) -> list[str]:
 @require_GET
 @login_required
 def checkpoint_detail(request, pk, checkpoint_id):
-    thread = get_object_or_404(visible_threads(request.user), pk=pk)
+    thread = get_object_or_404(shown_threads(request.user), pk=pk)
     detail = _checkpoint_or_404(thread, checkpoint_id)
     return _checkpoint_page(request, thread, checkpoint_id, detail)
 
@@ -199,7 +199,7 @@ def _checkpoint_page(
 def checkpoint_edit(request, pk, checkpoint_id):
     """Write new values at a checkpoint as a chosen node (the service the API's
     POST /threads/{id}/state uses), then, if asked, continue with a run from there."""
-    thread = get_object_or_404(visible_threads(request.user), pk=pk)
+    thread = get_object_or_404(shown_threads(request.user), pk=pk)
     detail = _checkpoint_or_404(thread, checkpoint_id)
     text = request.POST.get("values", "")
     as_node = request.POST.get("as_node") or None
@@ -247,9 +247,7 @@ def checkpoint_edit(request, pk, checkpoint_id):
 def checkpoint_fork(request, pk, checkpoint_id):
     """A new branch from the checkpoint: a copy of it becomes the thread's head (the next
     run continues from there); the old branch stays in the timeline."""
-    from checkpoints_app.services import CheckpointNotFound, restore
-
-    thread = get_object_or_404(visible_threads(request.user), pk=pk)
+    thread = get_object_or_404(shown_threads(request.user), pk=pk)
     try:
         restore(thread, checkpoint_id, actor=request.user)
     except CheckpointNotFound:
@@ -265,7 +263,7 @@ def checkpoint_fork(request, pk, checkpoint_id):
 @login_required
 def checkpoint_replay(request, pk, checkpoint_id):
     """A run from the checkpoint: the nodes after it run again, on a new branch."""
-    thread = get_object_or_404(visible_threads(request.user), pk=pk)
+    thread = get_object_or_404(shown_threads(request.user), pk=pk)
     try:
         run = services.create_run(
             thread,
@@ -292,7 +290,7 @@ def checkpoint_replay(request, pk, checkpoint_id):
 @require_GET
 @login_required
 def stuck(request):
-    context = studio.stuck_work(visible_threads(request.user), visible_runs(request.user))
+    context = studio.stuck_work(shown_threads(request.user), shown_runs(request.user))
     return render(request, "status/stuck.html", context)
 
 
@@ -319,7 +317,7 @@ RUN_ACTIONS = {
 @login_required
 def stuck_run_action(request, pk, action):
     """A confirmation page (GET) saying what the action does; the action itself (POST)."""
-    run = get_object_or_404(visible_runs(request.user), pk=pk)
+    run = get_object_or_404(shown_runs(request.user), pk=pk)
     if action not in RUN_ACTIONS:
         raise Http404("no such action")
     label, effect = RUN_ACTIONS[action]
@@ -347,7 +345,7 @@ def stuck_run_action(request, pk, action):
 @require_http_methods(["GET", "POST"])
 @login_required
 def stuck_thread_fail(request, pk):
-    thread = get_object_or_404(visible_threads(request.user), pk=pk)
+    thread = get_object_or_404(shown_threads(request.user), pk=pk)
     if request.method == "GET" or request.POST.get("confirm") != "yes":
         effect = (
             "The thread is marked error (“failed by an operator”): it says it is "

@@ -1,6 +1,6 @@
 from django import template
 
-from history_app import views
+from control_room.views import usage
 
 register = template.Library()
 
@@ -8,13 +8,13 @@ register = template.Library()
 @register.filter
 def money(value):
     """Dollars: cents above a dollar, significant digits below; a dash when unpriced."""
-    return views.money(value)
+    return usage.money(value)
 
 
 @register.filter
 def tokens(value):
     """Token counts, shortened (12.3k, 4.5M) from ten thousand on."""
-    return views.tokens(value)
+    return usage.tokens(value)
 
 
 @register.filter

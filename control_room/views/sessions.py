@@ -11,9 +11,10 @@ from django.shortcuts import get_object_or_404, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+from control_room.pages import fragment_name
 from core import live
-from core.consumers import is_staff
-from core.views import fragment_name, optional_model
+from history_app.models import Message, StateEvent
+from sessions_app import services
 from sessions_app.models import Session
 
 THREAD_LIMIT = 100
@@ -37,14 +38,7 @@ def is_bookkeeping(event) -> bool:
     )
 
 
-def visible_sessions(user):
-    sessions = Session.objects.select_related("owner")
-    if is_staff(user):
-        return sessions
-    return sessions.filter(owner=user)
-
-
-def session_history(StateEvent, session: Session, bookkeeping: bool) -> dict:
+def session_history(session: Session, bookkeeping: bool) -> dict:
     """The newest state changes of the session and its threads and runs."""
     events = StateEvent.objects.filter(session_id=session.pk).order_by("-id")
     if bookkeeping:
@@ -61,24 +55,18 @@ def session_history(StateEvent, session: Session, bookkeeping: bool) -> dict:
 
 
 def session_context(session: Session, bookkeeping: bool = False) -> dict:
-    Message = optional_model("history_app", "Message")
-    StateEvent = optional_model("history_app", "StateEvent")
-    messages = []
-    if Message is not None:
-        recent = Message.objects.filter(session=session)
-        messages = [
-            {
-                "role": row.role,
-                "thread_id": row.thread_id,
-                "text": live.message_text(row.content),
-                "tool_calls": live.tool_call_labels((row.extra or {}).get("tool_calls")),
-                "created_at": row.created_at,
-            }
-            for row in reversed(recent.order_by("-id")[:MESSAGE_LIMIT])
-        ]
-    history = {"rows": [], "hidden": 0, "more": None}
-    if StateEvent is not None:
-        history = session_history(StateEvent, session, bookkeeping)
+    recent = Message.objects.filter(session=session)
+    messages = [
+        {
+            "role": row.role,
+            "thread_id": row.thread_id,
+            "text": live.message_text(row.content),
+            "tool_calls": live.tool_call_labels((row.extra or {}).get("tool_calls")),
+            "created_at": row.created_at,
+        }
+        for row in reversed(recent.order_by("-id")[:MESSAGE_LIMIT])
+    ]
+    history = session_history(session, bookkeeping)
     threads = session.threads.select_related("workflow").order_by("-created_at")
     shown = list(threads[:THREAD_LIMIT])
     thread_total = len(shown) if len(shown) < THREAD_LIMIT else threads.count()
@@ -99,7 +87,8 @@ def session_context(session: Session, bookkeeping: bool = False) -> dict:
 @require_GET
 @login_required
 def session_detail(request, pk):
-    session = get_object_or_404(visible_sessions(request.user), pk=pk)
+    sessions = services.visible_sessions(request.user).select_related("owner")
+    session = get_object_or_404(sessions, pk=pk)
     fragment = fragment_name(request, {"body"})
     context = session_context(session, bookkeeping=request.GET.get("bookkeeping") == "1")
     if fragment:

@@ -6,8 +6,8 @@ from django import template
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
+from control_room.studio import is_conversation
 from core import live
-from threads_app.studio import is_conversation
 
 register = template.Library()
 
