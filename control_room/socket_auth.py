@@ -10,13 +10,16 @@ in one query, decode each distinct stored text once (the same text always decode
 the same data), and read each user and its session auth hash once. The benchmark is
 ``bench/live.py`` (its ``live ... 100 clients`` lines: p95 from commit to delivery).
 
-What it relies on in Django:
+What it relies on in Django (pinned by ``tests/status/test_socket_auth.py``, which
+fails when they change, and compares :func:`current_user` with ``get_user`` for the
+same sessions):
 
 - the keys a login writes into the session: ``SESSION_KEY``, ``BACKEND_SESSION_KEY``,
   ``HASH_SESSION_KEY`` (``django.contrib.auth``), and ``load_backend``;
 - ``get_user``'s checks, repeated in :func:`current_user`: the backend must still be in
   ``AUTHENTICATION_BACKENDS``, and the session's hash must match the user's
-  ``get_session_auth_hash()``;
+  ``get_session_auth_hash()`` or one of ``get_session_auth_fallback_hash()`` (there
+  ``get_user`` also rotates the session's hash; a socket never writes the session);
 - the database backends' ``SessionStore.get_model_class()`` with its ``session_key``,
   ``session_data`` and ``expire_date`` columns, and ``SessionStore.decode(text)``
   (``cached_db`` is read from the database too; other engines one by one through
@@ -55,7 +58,7 @@ class BatchCache:
     def __init__(self):
         self.sessions: dict[str, dict] = {}
         self.users: dict[tuple, object] = {}
-        self.auth_hashes: dict[tuple, str] = {}
+        self.auth_hashes: dict[tuple, tuple[str, list[str]]] = {}
         self.permissions: dict[tuple, bool] = {}
 
     def prefetch_sessions(self, keys) -> None:
@@ -108,8 +111,12 @@ def current_user(scope, cache: BatchCache | None = None):
         return AnonymousUser()
     if hasattr(user, "get_session_auth_hash"):
         if key not in cache.auth_hashes:
-            cache.auth_hashes[key] = user.get_session_auth_hash()
+            fallbacks = list(user.get_session_auth_fallback_hash())
+            cache.auth_hashes[key] = (user.get_session_auth_hash(), fallbacks)
+        current, fallbacks = cache.auth_hashes[key]
         session_hash = data.get(HASH_SESSION_KEY)
-        if not (session_hash and constant_time_compare(session_hash, cache.auth_hashes[key])):
+        if not session_hash or not any(
+            constant_time_compare(session_hash, known) for known in [current, *fallbacks]
+        ):
             return AnonymousUser()  # the password changed: the session is no longer valid
     return user
