@@ -1,8 +1,8 @@
 """The layout's rules, read from the source by tests/imports_graph.py (nothing imported).
 
-Rules still broken elsewhere, and so not asserted yet: core importing apps (the
-dashboard and load_demo, until the control room has a package of its own) and the
-delivery modules (admin, API, pages) inside the domain apps.
+core is the shared kernel and imports no app; the pages, their feeds, /metrics, /healthz
+and the commands of `make run` are the control room's, which may import every app and
+which no app imports.
 """
 
 import ast
@@ -220,3 +220,39 @@ def test_state_changed_receivers_are_connected_per_sender():
     assert names(Session) >= generic
     assert not names(Session) & {"update_session_aggregate", "record_restore_point"}
     assert not names(Run) & {"update_session_aggregate", "record_restore_point"}
+
+
+def test_core_imports_no_app_and_no_config():
+    assert imports_graph.upward_imports(EDGES) == []
+
+
+CONTROL_ROOM = sorted(m for m in MODULES if imports_graph.package_of(m) == "control_room")
+
+
+def test_no_app_imports_the_control_room():
+    apps = {"core", "sessions_app", "threads_app", "checkpoints_app", "history_app"}
+    imports = sorted(
+        (module, target)
+        for module, targets in EDGES.items()
+        if imports_graph.package_of(module) in apps
+        for target in targets
+        if imports_graph.package_of(target) == "control_room"
+    )
+    assert imports == []
+
+
+@pytest.mark.parametrize("module", CONTROL_ROOM)
+def test_the_control_room_imports_the_models_it_reads(module):
+    assert not _calls_get_model(MODULES[module])
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        "control_room.views.dashboard",
+        "control_room.metrics",
+        "control_room.management.commands.load_demo",
+    ],
+)
+def test_the_control_room_imports_the_statuses_it_compares(module):
+    assert _status_literals(MODULES[module]) == []
