@@ -92,7 +92,9 @@ def prepare(sessions: int) -> dict:
     for _ in range(sessions):
         store = store_class()
         store[SESSION_KEY] = str(user.pk)
-        store[BACKEND_SESSION_KEY] = settings.AUTHENTICATION_BACKENDS[0]
+        # The backend a password login records (the first one listed is django-axes'
+        # lockout check, which authenticates no one).
+        store[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
         store[HASH_SESSION_KEY] = user.get_session_auth_hash()
         store.create()
         keys.append(store.session_key)
