@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 from django.views.generic import RedirectView
 
-from config.api import api, unknown_path
+from api.app import api, unknown_path
 
 admin.site.site_header = "Statehouse"
 admin.site.site_title = "Statehouse"

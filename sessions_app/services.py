@@ -1,9 +1,12 @@
 """Session use cases, and the aggregate of a session's threads."""
 
+import uuid
+
 from django.db import transaction
 from django.db.models import Count
 
 from core import state
+from core.metadata import normalize_metadata
 from core.statuses import ACTIVE_THREAD_STATUSES
 from core.time import now
 from sessions_app.models import Session
@@ -77,3 +80,45 @@ def visible_sessions(user):
     if user.is_active and user.is_staff:
         return Session.objects.all()
     return Session.objects.filter(owner=user)
+
+
+class SessionNotFound(LookupError):
+    """No session of that id that the caller may see."""
+
+
+def session_for_new_thread(user, session_id=None) -> Session:
+    """The session a new thread of ``user``'s joins: the one ``session_id`` names (one
+    ``user`` may see; SessionNotFound otherwise), or without it a new session of theirs
+    (``created_by`` "api": LangGraph clients name no session)."""
+    if not session_id:
+        return state.create_state(
+            "session",
+            {"owner": user, "title": "", "metadata": {"created_by": "api"}},
+            actor=user,
+        )
+    try:
+        pk = uuid.UUID(str(session_id))
+    except ValueError:
+        raise SessionNotFound(f"Session {session_id} not found") from None
+    session = visible_sessions(user).filter(pk=pk).first()
+    if session is None:
+        raise SessionNotFound(f"Session {session_id} not found")
+    return session
+
+
+def patch_session(session_id, changes: dict, expected_version=None, actor=None) -> Session:
+    """Apply ``changes`` (title, metadata, context), the metadata merged into the
+    session's, under the row's lock: without ``expected_version`` concurrent patches
+    queue on the lock and all apply (StateConflict when it is stale)."""
+    changes = dict(changes)
+    if "metadata" in changes:
+        changes["metadata"] = normalize_metadata(changes["metadata"])
+    with transaction.atomic():
+        locked = Session.objects.select_for_update().filter(pk=session_id).first()
+        if locked is None:
+            raise SessionNotFound(f"Session {session_id} not found")
+        if "metadata" in changes:
+            changes["metadata"] = locked.metadata | changes["metadata"]
+        return state.update_state(
+            "session", locked.pk, changes, expected_version=expected_version, actor=actor
+        )

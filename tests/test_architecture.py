@@ -256,3 +256,27 @@ def test_the_control_room_imports_the_models_it_reads(module):
 )
 def test_the_control_room_imports_the_statuses_it_compares(module):
     assert _status_literals(MODULES[module]) == []
+
+
+def test_the_domain_never_imports_the_api():
+    """The JSON API (the api package) is delivery: its routes call the domain's services,
+    and no module of the domain imports one of its modules."""
+    imports = sorted(
+        (module, target)
+        for module, targets in EDGES.items()
+        if imports_graph.package_of(module) in DOMAIN_PACKAGES
+        for target in targets
+        if imports_graph.package_of(target) == "api"
+    )
+    assert imports == []
+
+
+def test_no_api_module_is_left_in_the_domain():
+    """Routes, request and answer schemas live in the api package, not in an app."""
+    left = [
+        module
+        for module in MODULES
+        if imports_graph.package_of(module) in DOMAIN_PACKAGES
+        and module.rpartition(".")[2].endswith("api")
+    ]
+    assert left == []

@@ -620,3 +620,204 @@ def visible_runs(user):
     if user.is_active and user.is_staff:
         return Run.objects.all()
     return Run.objects.filter(thread__session__owner=user)
+
+
+# --- the use cases of the API's creates, copies and edits ---------------------------
+
+
+class ThreadNotFound(LookupError):
+    """No thread of that id that the caller may see."""
+
+
+class AlreadyExists(Exception):
+    """A create named the id of an assistant or a thread that exists."""
+
+
+class StillActive(Exception):
+    """Refused while a run goes on: a busy thread's state update, a delete of a run
+    that is pending or running."""
+
+
+def create_assistant(
+    user,
+    graph_id: str,
+    assistant_id: str | None = None,
+    if_exists: str = "raise",
+    name: str = "",
+    description: str = "",
+    config: dict | None = None,
+    context: dict | None = None,
+    metadata: dict | None = None,
+) -> Workflow:
+    """A new assistant of ``user``'s (id ``assistant_id``, a UUID, if given) on a graph,
+    with its version 1. An existing assistant of that id is returned with ``if_exists``
+    "do_nothing", refused (AlreadyExists) otherwise, and not found (WorkflowNotFound)
+    when ``user`` may not see it: never said to exist."""
+    if assistant_id:
+        existing = Workflow.objects.filter(pk=assistant_id).first()
+        if existing is not None:
+            if not visible_workflows(user).filter(pk=existing.pk).exists():
+                raise WorkflowNotFound(f"Assistant {assistant_id} not found")
+            if if_exists == "do_nothing":
+                return existing
+            raise AlreadyExists(f"Assistant {assistant_id} already exists")
+    return new_workflow(
+        {
+            **({"id": assistant_id} if assistant_id else {}),
+            "graph_id": graph_id,
+            "name": name or graph_id,
+            "description": description or "",
+            "config": config or {},
+            "context": context or {},
+            "metadata": normalize_metadata(metadata),
+            "owner": user,
+        },
+        actor=user,
+    )
+
+
+def create_thread_for(
+    user,
+    thread_id: str | None = None,
+    metadata: dict | None = None,
+    if_exists: str = "raise",
+    from_session_context: bool = False,
+) -> Thread:
+    """A new thread of ``user``'s (id ``thread_id``, a UUID, if given) in the session its
+    metadata names (``session_id``) or a new one, on the graph or assistant it names
+    (``graph_id``, ``assistant_id``) when ``user`` may use it; with
+    ``from_session_context`` it starts from the session's context window.
+
+    An existing thread of that id is returned with ``if_exists`` "do_nothing", refused
+    (AlreadyExists) otherwise, and not found (ThreadNotFound) when ``user`` may not see
+    it. The session, the thread and its first state commit together or not at all.
+    """
+    from sessions_app.services import session_for_new_thread
+
+    if thread_id:
+        existing = Thread.objects.filter(pk=thread_id).first()
+        if existing is not None:
+            if not visible_threads(user).filter(pk=existing.pk).exists():
+                raise ThreadNotFound(f"Thread {thread_id} not found")
+            if if_exists == "do_nothing":
+                return existing
+            raise AlreadyExists(f"Thread {thread_id} already exists")
+    metadata = normalize_metadata(metadata)
+    workflow = None
+    graph_id = metadata.get("graph_id") or metadata.get("assistant_id")
+    if graph_id:
+        try:
+            workflow = resolve_workflow(graph_id, user=user)
+        except WorkflowNotFound:
+            workflow = None
+    with transaction.atomic():
+        initial = {
+            "session": session_for_new_thread(user, metadata.get("session_id")),
+            "workflow": workflow,
+            "metadata": {k: v for k, v in metadata.items() if k != "session_id"},
+        }
+        if thread_id:
+            initial["id"] = thread_id
+        thread = state.create_state("thread", initial, actor=user)
+        if from_session_context:
+            seed_from_session_context(thread, actor=user)
+    return thread
+
+
+def copy_thread(source: Thread, actor=None) -> Thread:
+    """A new thread in ``source``'s session with its graph, metadata (``copied_from``
+    added), config, state and checkpoints."""
+    from checkpoints_app.saver import DjangoSaver
+
+    with transaction.atomic():
+        copy = state.create_state(
+            "thread",
+            {
+                "session": source.session,
+                "workflow": source.workflow,
+                "metadata": source.metadata | {"copied_from": str(source.pk)},
+                "config": source.config,
+                **lifecycle.copied_state(source),
+            },
+            actor=actor,
+        )
+        DjangoSaver().copy_thread(str(source.pk), str(copy.pk))
+    return copy
+
+
+def patch_thread(thread_id, metadata: dict, actor=None) -> Thread:
+    """Merge ``metadata`` into the thread's (``session_id`` names its session and is
+    never stored), under the row's lock: concurrent patches queue on it and each keeps
+    the others' keys (no lost write, no version conflict)."""
+    changes = normalize_metadata(metadata)
+    with transaction.atomic():
+        locked = Thread.objects.lock(thread_id)
+        if locked is None:
+            raise ThreadNotFound(f"Thread {thread_id} not found")
+        merged = locked.metadata | changes
+        merged.pop("session_id", None)
+        return state.update_state("thread", locked.pk, {"metadata": merged}, actor=actor)
+
+
+def update_thread_state(thread_id, values, as_node=None, checkpoint=None, actor=None) -> dict:
+    """Write ``values`` to the thread's graph state as if ``as_node`` had returned them
+    (graph_state.update), under the thread's lock: refused (StillActive) while it is
+    busy, no run starts between the check and the write, and the new checkpoint and the
+    thread's record commit together. Returns the new checkpoint."""
+    from threads_app import graph_state
+
+    with transaction.atomic():
+        thread = Thread.objects.lock(thread_id)
+        if thread is None:
+            raise ThreadNotFound(f"Thread {thread_id} not found")
+        if thread.status == Thread.Status.BUSY:
+            raise StillActive(f"Thread {thread_id} is busy with a run")
+        return graph_state.update(thread, values, as_node, checkpoint, actor=actor)
+
+
+def prune_threads(thread_ids, strategy: str = "delete", actor=None) -> int:
+    """``delete``: the threads, with their runs and checkpoints; ``keep_latest``: every
+    checkpoint of theirs but each namespace's latest. Returns how many were pruned (one
+    deleted meanwhile is not)."""
+    from checkpoints_app.saver import DjangoSaver
+
+    pruned = 0
+    for thread_id in thread_ids:
+        if strategy == "delete":
+            try:
+                delete_thread(thread_id, actor=actor)
+            except state.EntityNotFound:
+                continue
+        else:
+            DjangoSaver().prune_thread(str(thread_id), keep_last=1)
+        pruned += 1
+    return pruned
+
+
+def cancel_runs(run_ids, action: str = "interrupt", actor=None) -> int:
+    """Cancel each run (cancel_run); returns how many were cancelled (one that finished
+    or was deleted meanwhile is not)."""
+    cancelled = 0
+    for run_id in run_ids:
+        try:
+            cancel_run(run_id, action=action, actor=actor)
+        except (RunFinished, state.EntityNotFound):
+            continue
+        cancelled += 1
+    return cancelled
+
+
+def delete_run(run_id, actor=None) -> None:
+    """Delete a finished run with its events, its thread locked first (the lock order
+    of claims and cancels); refused (StillActive) while it is pending or running."""
+    with transaction.atomic():
+        thread_id = Run.objects.filter(pk=run_id).values_list("thread_id", flat=True).first()
+        if thread_id is None:
+            raise state.EntityNotFound("run", run_id)
+        Thread.objects.lock(thread_id)
+        run = Run.objects.select_for_update().filter(pk=run_id).first()
+        if run is None:
+            raise state.EntityNotFound("run", run_id)
+        if run.status in ACTIVE_RUN_STATUSES:
+            raise StillActive(f"Run {run_id} is {run.status}; cancel it first")
+        state.delete_state("run", run.pk, actor=actor)

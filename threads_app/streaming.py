@@ -1,16 +1,12 @@
-"""Stream modes and SSE framing, as LangGraph Server streams a run.
+"""How the worker streams a run's graph, in LangGraph Server's stream modes.
 
 The worker runs the graph through :class:`GraphStream` and writes each chunk to the run's
-event log; the API turns the log into Server-Sent Events (:func:`sse`), building the
-``messages`` mode's partial messages on the way (:class:`MessageAccumulator`).
+event log; the API (``api.langgraph.streaming``) turns the log into Server-Sent Events.
 """
 
 import asyncio
-import json
 from collections.abc import Iterator
 from typing import Any
-
-from langchain_core.messages import BaseMessageChunk, message_chunk_to_message, messages_from_dict
 
 # The modes a run may ask for. "events" is LangChain's astream_events (v2) of the run;
 # "messages-tuple" is LangGraph's "messages" mode as (message, metadata) pairs, while
@@ -89,52 +85,6 @@ class GraphStream:
             self.loop.run_until_complete(self.loop.shutdown_asyncgens())
         finally:
             self.loop.close()
-
-
-def event_name(mode: str, namespace: str) -> str:
-    """``mode`` or ``mode|<namespace>``, LangGraph Server's event names."""
-    return f"{mode}|{namespace}" if namespace else mode
-
-
-def sse(event: str, data: Any, event_id: int | str | None = None) -> bytes:
-    """One Server-Sent Event, its fields in LangGraph Server's order."""
-    lines = [f"event: {event}"]
-    lines.append("data: " + json.dumps(data, default=str, separators=(",", ":")))
-    if event_id is not None:
-        lines.append(f"id: {event_id}")
-    return ("\n".join(lines) + "\n\n").encode()
-
-
-class MessageAccumulator:
-    """Turns stored (message, metadata) pairs into the ``messages`` mode's events, as
-    LangGraph Server does: ``messages/metadata`` when a message first appears, then
-    ``messages/partial`` with the message so far while it comes in chunks, or
-    ``messages/complete`` for a message that came whole."""
-
-    def __init__(self):
-        self.messages: dict[str, BaseMessageChunk | Any] = {}
-
-    def feed(self, data) -> list[tuple[str, Any]]:
-        if not isinstance(data, list) or len(data) != 2 or not isinstance(data[0], dict):
-            return []
-        stored, metadata = data
-        try:
-            (message,) = messages_from_dict([{"type": stored.get("type"), "data": stored}])
-        except (KeyError, ValueError, TypeError):
-            return []
-        message_id = message.id or "unknown"
-        out = []
-        previous = self.messages.get(message_id)
-        if isinstance(previous, BaseMessageChunk) and isinstance(message, BaseMessageChunk):
-            self.messages[message_id] = previous + message
-        else:
-            if message_id not in self.messages:
-                out.append(("messages/metadata", {message_id: {"metadata": metadata}}))
-            self.messages[message_id] = message
-        whole = message_chunk_to_message(self.messages[message_id])
-        kind = "messages/partial" if isinstance(message, BaseMessageChunk) else "messages/complete"
-        out.append((kind, [whole.model_dump()]))
-        return out
 
 
 def _checkpoint_of(config: dict | None) -> dict | None:

@@ -6,7 +6,8 @@ import uuid
 import pytest
 from django.test import Client
 
-from config.api import api as ninja_api
+from api.app import api as ninja_api
+from api.langgraph.runs import NO_RUNS_TO_CANCEL
 from core.apikeys import create_api_key, revoke
 from core.ids import system_assistant_id
 from core.state import update_state
@@ -14,7 +15,6 @@ from history_app.models import StateEvent
 from sessions_app.models import Session
 from tests.factories import make_session, make_thread
 from threads_app import services
-from threads_app.api import NO_RUNS_TO_CANCEL
 from threads_app.models import Run, Thread, Workflow
 
 # (method, path, body, blocks): blocks = the route waits for a run (not called as staff here).

@@ -12,10 +12,11 @@ from channels.db import database_sync_to_async
 from django.db import OperationalError, connection, connections
 from django.test import Client
 
+from api.langgraph import streaming
 from core import realtime, state
 from core.apikeys import create_api_key
 from tests.factories import make_session, make_thread, make_workflow
-from threads_app import api, services
+from threads_app import services
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -95,10 +96,10 @@ async def collect(generator, timeout=20):
 async def test_a_wait_ends_with_an_error_when_the_database_stays_away(alice, monkeypatch):
     run = await database_sync_to_async(running_run)(alice)
     wrap, calls = failing(None)
-    monkeypatch.setattr(api, "_run_status", wrap(api._run_status))
-    monkeypatch.setattr(api, "DB_GRACE_S", 0.6)
+    monkeypatch.setattr(streaming, "_run_status", wrap(streaming._run_status))
+    monkeypatch.setattr(streaming, "DB_GRACE_S", 0.6)
 
-    chunks = await collect(api._wait_body(run.pk))
+    chunks = await collect(streaming._wait_body(run.pk))
 
     body = json.loads(chunks[-1])
     assert body["__error__"]["error"] == "DatabaseUnavailable"
@@ -109,10 +110,10 @@ async def test_a_wait_ends_with_an_error_when_the_database_stays_away(alice, mon
 async def test_a_wait_rides_out_a_short_outage(alice, monkeypatch):
     run = await database_sync_to_async(running_run)(alice)
     wrap, calls = failing(2)
-    monkeypatch.setattr(api, "_run_status", wrap(api._run_status))
+    monkeypatch.setattr(streaming, "_run_status", wrap(streaming._run_status))
     await database_sync_to_async(state.update_state)("run", run.pk, {"status": "success"})
 
-    chunks = await collect(api._wait_body(run.pk))
+    chunks = await collect(streaming._wait_body(run.pk))
 
     assert json.loads(chunks[-1]) == {}  # the run's result (the thread's values)
     assert calls["n"] == 3
@@ -132,10 +133,10 @@ def sse_events(chunks) -> list[tuple[str, dict, str | None]]:
 async def test_a_stream_ends_with_an_error_event_when_the_database_stays_away(alice, monkeypatch):
     run = await database_sync_to_async(running_run)(alice)
     wrap, _calls = failing(None)
-    monkeypatch.setattr(api, "_events_after", wrap(api._events_after))
-    monkeypatch.setattr(api, "DB_GRACE_S", 0.6)
+    monkeypatch.setattr(streaming, "_events_after", wrap(streaming._events_after))
+    monkeypatch.setattr(streaming, "DB_GRACE_S", 0.6)
 
-    chunks = await collect(api._event_stream(run.pk, ["values"], 7, False))
+    chunks = await collect(streaming._event_stream(run.pk, ["values"], 7, False))
 
     name, data, event_id = sse_events(chunks)[-1]
     assert name == "error"
@@ -147,10 +148,10 @@ async def test_a_stream_ends_with_an_error_event_when_the_database_stays_away(al
 async def test_a_stream_rides_out_a_short_outage(alice, monkeypatch):
     run = await database_sync_to_async(running_run)(alice)
     wrap, calls = failing(2)
-    monkeypatch.setattr(api, "_run_status", wrap(api._run_status))
+    monkeypatch.setattr(streaming, "_run_status", wrap(streaming._run_status))
     await database_sync_to_async(state.update_state)("run", run.pk, {"status": "success"})
 
-    chunks = await collect(api._event_stream(run.pk, ["values"], 0, False))
+    chunks = await collect(streaming._event_stream(run.pk, ["values"], 0, False))
 
     assert sse_events(chunks) == []  # the run ended: the stream just closes, as LangGraph's
     assert calls["n"] == 3

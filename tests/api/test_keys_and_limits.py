@@ -10,7 +10,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.test import Client
 
-from config.api import api as ninja_api
+from api.app import api as ninja_api
 from core.apikeys import create_api_key, verify_api_key
 from core.models import ApiKey
 from core.throttling import UserRateThrottle

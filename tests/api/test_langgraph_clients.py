@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 from django.test import Client
 
+from api.langgraph.runs import NO_RUNS_TO_CANCEL
 from checkpoints_app.saver import DjangoSaver
 from core.apikeys import create_api_key
 from core.state import update_state
 from tests.factories import make_session, make_thread
 from threads_app import registry, runtime, services
-from threads_app.api import NO_RUNS_TO_CANCEL
 from threads_app.models import Run, Thread, Workflow, WorkflowVersion
 
 ROOT = Path(__file__).resolve().parents[2]

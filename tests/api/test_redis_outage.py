@@ -14,7 +14,7 @@ from channels.layers import get_channel_layer
 from django.test import AsyncRequestFactory, Client
 from django.urls import reverse
 
-from config import api as api_module
+from api import app as api_module
 from config.celery import app as celery_app
 from control_room.views import health
 from core import realtime

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from config.api import api as ninja_api
+from api.app import api as ninja_api
 
 pytestmark = pytest.mark.system
 

@@ -8,9 +8,10 @@ import pytest
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 
+from api.langgraph import streaming
 from core import realtime, state
 from tests.factories import make_session, make_thread, make_workflow
-from threads_app import api, services
+from threads_app import services
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -34,17 +35,17 @@ async def eventually(condition, timeout=5.0):
 async def test_wait_reads_the_status_when_the_run_changes_not_at_each_event(alice, monkeypatch):
     run = await database_sync_to_async(running_run)(alice)
     reads = []
-    read_status = api._run_status
+    read_status = streaming._run_status
 
     async def counting_read(run_id):
         reads.append(run_id)
         return await read_status(run_id)
 
-    monkeypatch.setattr(api, "_run_status", counting_read)
-    monkeypatch.setattr(api, "POLL_S", 30.0)  # no poll: only pushes wake the wait
+    monkeypatch.setattr(streaming, "_run_status", counting_read)
+    monkeypatch.setattr(streaming, "POLL_S", 30.0)  # no poll: only pushes wake the wait
 
     async def body():
-        return [chunk async for chunk in api._wait_body(run.pk)]
+        return [chunk async for chunk in streaming._wait_body(run.pk)]
 
     waiting = asyncio.ensure_future(body())
     await eventually(lambda: reads)  # subscribed, and read the status once
@@ -69,7 +70,7 @@ async def test_wait_notices_the_end_without_any_push(alice, monkeypatch):
     monkeypatch.setattr(realtime, "push", lambda groups, payload: None)
 
     async def body():
-        return [chunk async for chunk in api._wait_body(run.pk)]
+        return [chunk async for chunk in streaming._wait_body(run.pk)]
 
     waiting = asyncio.ensure_future(body())
     await asyncio.sleep(0.2)
@@ -90,10 +91,10 @@ async def test_wait_polls_on_when_the_channel_layer_fails(alice, monkeypatch):
         raise ConnectionError("the channel layer went away")
 
     monkeypatch.setattr(layer, "receive", failing_receive)
-    monkeypatch.setattr(api, "POLL_S", 0.1)
+    monkeypatch.setattr(streaming, "POLL_S", 0.1)
 
     async def body():
-        return [chunk async for chunk in api._wait_body(run.pk)]
+        return [chunk async for chunk in streaming._wait_body(run.pk)]
 
     waiting = asyncio.ensure_future(body())
     await eventually(lambda: failures)

@@ -1,4 +1,4 @@
-"""The JSON API at /api/: Statehouse's own resources and the LangGraph Server surface.
+"""The NinjaAPI at /api/: authentication, throttling, the error answers, and the routers.
 
 Errors are ``{"detail": ...}`` with 400/401/404/409/413/422/429/503; authorization hides
 other owners' objects behind 404.
@@ -14,12 +14,16 @@ from django.http import Http404
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 
+from api import checkpoints, history, sessions
+from api.langgraph import router as langgraph_router
+from api.langgraph.streaming import DatabaseLost
 from core.api_auth import API_AUTH
 from core.json_body import DepthCheckedParser, JSONTooDeep
 from core.metadata import InvalidJSON
 from core.state import EntityNotFound, InvalidState, StateConflict
 from core.throttling import FailedAuthLimit, UserRateThrottle
 from history_app.budgets import BudgetExceeded
+from sessions_app.services import SessionNotFound
 from threads_app import services as runs
 
 api = NinjaAPI(
@@ -37,9 +41,19 @@ api = NinjaAPI(
 )
 failed_auth_limit = FailedAuthLimit(settings.STATEHOUSE_API_FAILED_AUTH_RATE)
 
+api.add_router("", langgraph_router)
+api.add_router("", sessions.router)
+api.add_router("", history.router)
+api.add_router("", checkpoints.router)
+
 
 def _detail(request, message, status):
     return api.create_response(request, {"detail": message}, status=status)
+
+
+def unknown_path(request, *args, **kwargs):
+    """Any path under /api/ that no route matches (config/urls.py): a JSON 404 too."""
+    return _detail(request, "Not Found", 404)
 
 
 @api.exception_handler(HttpError)
@@ -63,11 +77,6 @@ def invalid_request(request, exc):
             del loc[1]
         errors.append({**error, "loc": loc})
     return api.create_response(request, {"detail": errors}, status=422)
-
-
-def unknown_path(request, *args, **kwargs):
-    """Any path under /api/ that no route matches (config/urls.py): a JSON 404 too."""
-    return _detail(request, "Not Found", 404)
 
 
 @api.exception_handler(AuthenticationError)
@@ -95,6 +104,7 @@ def redis_unavailable(request, exc):
 
 @api.exception_handler(OperationalError)
 @api.exception_handler(InterfaceError)
+@api.exception_handler(DatabaseLost)
 def database_unavailable(request, exc):
     """The database cannot be reached (restarting, say): 503, and normal answers again
     once it is back (the broken connection is dropped at the request's end)."""
@@ -106,6 +116,8 @@ def database_unavailable(request, exc):
 @api.exception_handler(Http404)
 @api.exception_handler(EntityNotFound)
 @api.exception_handler(runs.WorkflowNotFound)
+@api.exception_handler(runs.ThreadNotFound)
+@api.exception_handler(SessionNotFound)
 def not_found(request, exc):
     return _detail(request, str(exc) or "Not found", 404)
 
@@ -113,6 +125,8 @@ def not_found(request, exc):
 @api.exception_handler(StateConflict)
 @api.exception_handler(runs.RunRejected)
 @api.exception_handler(runs.RunFinished)
+@api.exception_handler(runs.AlreadyExists)
+@api.exception_handler(runs.StillActive)
 def conflict(request, exc):
     return _detail(request, str(exc), 409)
 
@@ -140,14 +154,3 @@ def too_large(request, exc):
 @api.exception_handler(BudgetExceeded)
 def over_budget(request, exc):
     return _detail(request, str(exc), 429)
-
-
-from history_app.api import router as history_router  # noqa: E402
-from sessions_app.api import router as sessions_router  # noqa: E402
-from threads_app.api import langgraph_router  # noqa: E402
-from threads_app.checkpoints_api import router as checkpoints_router  # noqa: E402
-
-api.add_router("", langgraph_router)
-api.add_router("", sessions_router)
-api.add_router("", history_router)
-api.add_router("", checkpoints_router)

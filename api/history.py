@@ -5,23 +5,31 @@ Non-staff callers see only their own sessions' calls and usage.
 
 import uuid
 from datetime import date
-from typing import Literal
+from decimal import Decimal
+from typing import Annotated, Any, Literal
 
 from django.conf import settings
 from ninja import Query, Router, Schema
 from ninja.errors import HttpError
-from pydantic import Field
+from ninja.pagination import paginate
+from pydantic import Field, PlainSerializer, WithJsonSchema
 
+from api.common import MAX_INT, Invalid, Json, Time, is_staff
+from api.pagination import BeforeId
 from history_app import services
 from history_app.models import LLMCall
 
 router = Router(tags=["History"])
 
-MAX_INT = 2**31 - 1
+
+def _decimal(value: Decimal) -> str:
+    return str(value)
 
 
-def _is_staff(user) -> bool:
-    return bool(user.is_active and user.is_staff)
+# An amount of money as the API writes it: a decimal string, never a float.
+Money = Annotated[
+    Decimal, PlainSerializer(_decimal, return_type=str), WithJsonSchema({"type": "string"})
+]
 
 
 def _uuid(value: str | None, name: str) -> uuid.UUID | None:
@@ -33,36 +41,32 @@ def _uuid(value: str | None, name: str) -> uuid.UUID | None:
         raise HttpError(422, f"{name} must be a UUID") from None
 
 
-def _money(value) -> str | None:
-    return None if value is None else str(value)
+class CallOut(Schema):
+    """One LLM call: its place in a run, its tokens and what it cost."""
 
-
-def call_out(call: LLMCall) -> dict:
-    return {
-        "id": call.pk,
-        "lc_run_id": str(call.lc_run_id),
-        "session_id": str(call.session_id),
-        "thread_id": str(call.thread_id),
-        "run_id": str(call.run_id) if call.run_id else None,
-        "node": call.node,
-        "step": call.step,
-        "provider": call.provider,
-        "model_name": call.model_name,
-        "resolved_model": call.resolved_model,
-        "started_at": call.started_at.isoformat(),
-        "latency_ms": call.latency_ms,
-        "input_tokens": call.input_tokens,
-        "output_tokens": call.output_tokens,
-        "total_tokens": call.total_tokens,
-        "cache_read_tokens": call.cache_read_tokens,
-        "cache_write_tokens": call.cache_write_tokens,
-        "reasoning_tokens": call.reasoning_tokens,
-        "cost_input": _money(call.cost_input),
-        "cost_output": _money(call.cost_output),
-        "cost_total": _money(call.cost_total),
-        "cost_source": call.cost_source,
-        "pricing_version": call.pricing_version,
-    }
+    id: int
+    lc_run_id: uuid.UUID
+    session_id: uuid.UUID
+    thread_id: uuid.UUID
+    run_id: uuid.UUID | None
+    node: str
+    step: int | None
+    provider: str
+    model_name: str
+    resolved_model: str
+    started_at: Time
+    latency_ms: int | None
+    input_tokens: int
+    output_tokens: int
+    total_tokens: int
+    cache_read_tokens: int
+    cache_write_tokens: int
+    reasoning_tokens: int
+    cost_input: Money | None
+    cost_output: Money | None
+    cost_total: Money | None
+    cost_source: str
+    pricing_version: str
 
 
 class CallFilters(Schema):
@@ -73,14 +77,17 @@ class CallFilters(Schema):
     cost_source: Literal["provider", "computed", "override", "unpriced"] | None = None
     start: date | None = None
     end: date | None = None
-    before_id: int | None = Field(default=None, ge=1, le=2**62)
-    limit: int = Field(default=100, ge=1, le=MAX_INT)
 
 
-@router.get("/llm-calls", summary="LLM calls, newest first (filters, keyset pagination)")
+@router.get(
+    "/llm-calls",
+    response={200: list[CallOut], 422: Invalid},
+    summary="LLM calls, newest first (filters, keyset pagination)",
+)
+@paginate(BeforeId)
 def llm_calls(request, filters: Query[CallFilters]):
     calls = LLMCall.objects.all()
-    if not _is_staff(request.auth):
+    if not is_staff(request.auth):
         calls = calls.filter(user_id=request.auth.pk)
     for field, value in (
         ("session_id", _uuid(filters.session_id, "session_id")),
@@ -97,14 +104,7 @@ def llm_calls(request, filters: Query[CallFilters]):
         calls = calls.filter(day__gte=filters.start)
     if filters.end:
         calls = calls.filter(day__lte=filters.end)
-    if filters.before_id:
-        calls = calls.filter(pk__lt=filters.before_id)
-    limit = min(filters.limit, settings.STATEHOUSE_API_MAX_LIMIT)
-    rows = list(calls.order_by("-id")[:limit])
-    return {
-        "items": [call_out(call) for call in rows],
-        "next_before_id": rows[-1].pk if len(rows) == limit else None,
-    }
+    return calls
 
 
 class UsageQuery(Schema):
@@ -121,19 +121,30 @@ class UsageQuery(Schema):
     limit: int = Field(default=100, ge=1, le=MAX_INT)
 
 
-def _plain(row: dict) -> dict:
+class UsageOut(Schema):
+    """Rows grouped by ``by`` (their key columns depend on it) and the totals; amounts
+    of money are decimal strings."""
+
+    by: str
+    rows: list[Json]
+    totals: Json
+
+
+def _plain(row: dict) -> dict[str, Any]:
     return {
         key: (str(value) if hasattr(value, "quantize") else value) for key, value in row.items()
     }
 
 
-@router.get("/usage", summary="Tokens and cost grouped by a dimension over a date range")
+@router.get(
+    "/usage",
+    response={200: UsageOut, 422: Invalid},
+    summary="Tokens and cost grouped by a dimension over a date range",
+)
 def usage(request, query: Query[UsageQuery]):
     if query.start and query.end and query.start > query.end:
         raise HttpError(422, "start is after end")
-    user = None if _is_staff(request.auth) else request.auth.pk
-    if query.by == "user" and user is not None:
-        pass  # a non-staff caller sees their own row only
+    user = None if is_staff(request.auth) else request.auth.pk  # non-staff: their own usage
     filters = {
         "start": query.start,
         "end": query.end,
