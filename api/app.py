@@ -15,10 +15,10 @@ from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 
 from api import checkpoints, history, sessions
+from api.auth import API_AUTH
 from api.langgraph import router as langgraph_router
 from api.langgraph.streaming import DatabaseLost
-from core.api_auth import API_AUTH
-from core.json_body import DepthCheckedParser, JSONTooDeep
+from api.parser import DepthCheckedParser, JSONTooDeep
 from core.metadata import InvalidJSON
 from core.state import EntityNotFound, InvalidState, StateConflict
 from core.throttling import FailedAuthLimit, UserRateThrottle
