@@ -9,7 +9,10 @@ class CheckpointsConfig(AppConfig):
         from django.db.models.signals import post_delete
 
         from checkpoints_app import handlers
+        from checkpoints_app.connections import check_django_pools_when_idle
         from core.events import state_changed
+
+        check_django_pools_when_idle()
 
         state_changed.connect(
             handlers.record_restore_point,

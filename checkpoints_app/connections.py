@@ -23,12 +23,22 @@ fails when a Django upgrade changes them): ``connections.create_connection``,
 ``wrap_database_errors``, ``queries_logged``, ``execute_wrappers``, ``make_cursor``,
 ``make_debug_cursor``, and ``CursorDebugWrapper.debug_sql``; on PostgreSQL,
 ``ops.compose_sql`` and psycopg's ``prepare_threshold`` that Django sets to None.
+
+Checks before a pooled connection is lent: psycopg_pool's check (an empty query) on every
+lend was a round trip per saver call and per request. Both the saver's pool and Django's
+psycopg pool (:func:`check_django_pools_when_idle`) now check a connection only when
+:func:`lent_unchecked` says no: it sat idle ``STATEHOUSE_DB_CHECK_IDLE_S`` or more, its
+last use ended in an error, or the server has sent it something (a server ending a
+connection sends an error first). Django 5.2 refuses a ``check`` in ``OPTIONS["pool"]``
+(it passes its own as well: Django ticket #37075), so the check is set on the pool Django
+made: psycopg_pool's ``ConnectionPool._check``, pinned with the rest.
 """
 
 from __future__ import annotations
 
 import atexit
 import os
+import select
 import threading
 import time
 from collections import defaultdict
@@ -36,16 +46,78 @@ from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
 
+from django.conf import settings
 from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
 
 try:
     import psycopg
+    import psycopg_pool
 except ImportError:  # pragma: no cover - SQLite only
-    psycopg = None
+    psycopg = psycopg_pool = None
 
 POOLED = "_statehouse_checkpoint_pool"
+RELEASED_AT = "_statehouse_released_at"  # on a wrapper of the saver's pool: when it came back
+LENT_AT = "_statehouse_lent_at"  # on a connection of Django's pool: when it was last lent
+
+
+def _readable(fd: int) -> bool:
+    """Whether a socket has something to read, without waiting."""
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        return bool(poller.poll(0))
+    return bool(select.select([fd], [], [], 0)[0])  # Windows
+
+
+def lent_unchecked(pg_connection, since: float | None) -> bool:
+    """Whether a pooled PostgreSQL connection last in use at ``since`` (``time.monotonic()``;
+    None: unknown) may be lent again without a check.
+
+    Yes when it was in use less than ``STATEHOUSE_DB_CHECK_IDLE_S`` ago, psycopg has not
+    seen it break, and nothing arrived since: a server that ends a connection (a restart,
+    ``pg_terminate_backend``) sends an error and closes it, which makes the socket
+    readable, while a healthy idle connection receives nothing. A connection lost without
+    a word (a network cut) fails its next statement instead, as it would fail a check.
+    """
+    if since is None or time.monotonic() - since >= settings.STATEHOUSE_DB_CHECK_IDLE_S:
+        return False
+    return not pg_connection.closed and not _readable(pg_connection.fileno())
+
+
+def check_when_idle(pg_connection) -> None:
+    """The check of Django's pools: psycopg_pool's ``check_connection`` (raises for a
+    broken connection) when :func:`lent_unchecked` says the connection needs one.
+
+    The pool does not say when a connection came back, so its idle time counts from its
+    last lend (a connection kept long is checked on its next lend); one that came back
+    broken psycopg_pool drops by itself."""
+    if not lent_unchecked(pg_connection, getattr(pg_connection, LENT_AT, None)):
+        psycopg_pool.ConnectionPool.check_connection(pg_connection)
+    setattr(pg_connection, LENT_AT, time.monotonic())
+
+
+def check_django_pools_when_idle() -> None:
+    """Give Django's psycopg pools :func:`check_when_idle` instead of psycopg_pool's check
+    on every lend (what ``CONN_HEALTH_CHECKS`` makes Django pass; without it, no check).
+    Called when the app is ready; a pool Django makes again later (``close_pool`` on a
+    time zone change) keeps psycopg_pool's check."""
+    for wrapper in connections.all():
+        if wrapper.vendor != "postgresql" or not wrapper.settings_dict["OPTIONS"].get("pool"):
+            continue
+        pool = wrapper.pool
+        if pool._check is psycopg_pool.ConnectionPool.check_connection:
+            pool._check = check_when_idle
+
+
+def _needs_check(wrapper: BaseDatabaseWrapper) -> bool:
+    """Whether an idle wrapper of the saver's pool is checked before it is lent."""
+    if wrapper.errors_occurred:
+        return True
+    if wrapper.vendor != "postgresql":
+        return True  # SQLite's check costs nothing (no server)
+    return not lent_unchecked(wrapper.connection, getattr(wrapper, RELEASED_AT, None))
 
 
 class ConnectionPool:
@@ -56,8 +128,9 @@ class ConnectionPool:
     next call does not reconnect. When the database uses Django's own connection pool
     (``OPTIONS["pool"]``), the connection goes back to that pool after every call
     instead, so that savers never hold connections others wait for. An idle connection
-    is checked before it is lent (one empty round trip). After a fork the inherited
-    connections are forgotten (not closed: their sockets belong to the parent).
+    is checked before it is lent (a round trip) when :func:`_needs_check` says so, and
+    closed if it fails. After a fork the inherited connections are forgotten (not
+    closed: their sockets belong to the parent).
     """
 
     max_idle = 4
@@ -85,9 +158,9 @@ class ConnectionPool:
             max_age = wrapper.settings_dict.get("CONN_MAX_AGE") or 0
             if max_age and wrapper.close_at is not None and time.monotonic() >= wrapper.close_at:
                 wrapper.close()
-            elif not wrapper.is_usable():
+            elif _needs_check(wrapper) and not wrapper.is_usable():
                 # Broken by an error, or ended while idle (a server restart, say): never
-                # lent again; the call opens a new one (psycopg_pool's check, by hand).
+                # lent again; the call opens a new one.
                 wrapper.close()
             else:
                 wrapper.errors_occurred = False
@@ -101,6 +174,7 @@ class ConnectionPool:
             return
         if wrapper.settings_dict["OPTIONS"].get("pool"):
             wrapper.close()  # back to Django's pool; the wrapper itself is kept
+        setattr(wrapper, RELEASED_AT, time.monotonic())
         with self._lock:
             idle = self._idle[alias]
             if self._pid == os.getpid() and len(idle) < self.max_idle:

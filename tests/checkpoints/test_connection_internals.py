@@ -4,6 +4,8 @@ and run bench/checkpoints.py)."""
 
 import threading
 
+import psycopg_pool
+import pytest
 from django.db import connection, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.utils import CursorDebugWrapper
@@ -91,3 +93,39 @@ def test_on_postgresql_django_still_turns_preparing_off(db, on_postgres):
     assert connection.connection.prepare_threshold in (None, saver_connections.NEVER)
     # The debug cursor of server-side binding logs the statement composed by Django.
     assert connection.ops.compose_sql("SELECT %s", [1]) == "SELECT 1"
+
+
+def test_djangos_pool_refuses_a_check_in_its_options_so_the_check_is_set_on_the_pool(
+    db, on_postgres
+):
+    # Django 5.2 passes check= itself and OPTIONS["pool"] on top (ticket #37075): when an
+    # upgrade accepts a "check" option, pass check_when_idle there instead.
+    settings_dict = {
+        **connection.settings_dict,
+        "OPTIONS": {**connection.settings_dict["OPTIONS"], "pool": {"check": print}},
+    }
+    wrapper = type(connections["default"])(settings_dict, alias="pool-check-option")
+    with pytest.raises(TypeError, match="multiple values for keyword argument 'check'"):
+        assert wrapper.pool is None  # never reached: making the pool raises
+
+
+def test_psycopg_pools_check_is_the_callable_it_keeps_in_check(db, on_postgres):
+    # What check_django_pools_when_idle replaces: psycopg_pool's default check, kept in
+    # ConnectionPool._check and called on each getconn.
+    assert callable(psycopg_pool.ConnectionPool.check_connection)
+    checked = []
+    pool = psycopg_pool.ConnectionPool(
+        kwargs={**connection.get_connection_params(), "autocommit": True},
+        min_size=1,
+        max_size=1,
+        open=False,
+        check=psycopg_pool.ConnectionPool.check_connection,
+    )
+    assert pool._check is psycopg_pool.ConnectionPool.check_connection
+    pool._check = checked.append
+    try:
+        pool.open(wait=True)
+        with pool.connection() as lent:
+            assert checked == [lent]
+    finally:
+        pool.close()
