@@ -115,8 +115,9 @@ if DATABASE_URL:
     # Under ASGI every request may run on a thread of its own, so connections are not
     # kept per thread (CONN_MAX_AGE 0); set DB_POOL_MAX to share a pool per process.
     # Health checks: a reused connection (and, under the pool, each one it hands out:
-    # Django passes psycopg_pool's check) is tried before use, so one that a database
-    # restart ended is replaced, not used.
+    # Django passes psycopg_pool's check, which checkpoints_app replaces with one that
+    # runs only when needed, see STATEHOUSE_DB_CHECK_IDLE_S) is tried before use, so one
+    # that a database restart ended is replaced, not used.
     DATABASES = {
         "default": dj_database_url.parse(DATABASE_URL, conn_max_age=0, conn_health_checks=True)
     }
@@ -144,6 +145,10 @@ else:
             "TEST": {"NAME": str(VAR_DIR / "test.sqlite3")},
         }
     }
+# A pooled PostgreSQL connection (Django's pool, the checkpoint saver's) is checked with a
+# round trip before it is lent only if it sat idle this long, its last use ended in an
+# error, or the server sent it something (as a server ending it does): not on every lend.
+STATEHOUSE_DB_CHECK_IDLE_S = env_float("STATEHOUSE_DB_CHECK_IDLE_S", 1.0)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
