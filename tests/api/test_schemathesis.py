@@ -1,4 +1,6 @@
-"""schemathesis against the API's OpenAPI schema on a real server: no 5xx, no schema violations.
+"""schemathesis against the API's OpenAPI schema on a real server: no 5xx, and every answer
+conforms to what its route declares (its content type, and its JSON to the schema of its
+status: every route declares its answers, tests/api/test_openapi.py).
 
 Routes that wait for a run to finish (wait, stream, join) are left out of the fuzzing:
 generated inputs would start arbitrarily long runs; the SDK end-to-end tests cover them.
@@ -42,7 +44,7 @@ def test_fuzzing_the_api_finds_no_server_error_or_schema_violation(live_api, tmp
             "-H",
             f"X-Api-Key:{live_api.keys['alice']}",
             "--checks",
-            "not_a_server_error,response_schema_conformance",
+            "not_a_server_error,response_schema_conformance,content_type_conformance",
             "--max-examples",
             "25",
             "--exclude-path-regex",
