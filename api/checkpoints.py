@@ -4,7 +4,7 @@ from ninja import Query, Router, Schema
 from ninja.errors import HttpError
 from pydantic import Field
 
-from api.common import Detail, Invalid, Json, Strict, ThreadOut, get_thread
+from api.common import MAX_INT, Detail, Invalid, Json, Strict, ThreadOut, get_thread
 from checkpoints_app import services
 from checkpoints_app.saver import DjangoSaver
 
@@ -15,7 +15,7 @@ CHECKPOINT_ID = r"^[\w\-.:]+$"
 
 class CheckpointAction(Strict):
     checkpoint_id: str = Field(min_length=1, max_length=64, pattern=CHECKPOINT_ID)
-    expected_version: int | None = Field(default=None, ge=1, le=2**31 - 1)
+    expected_version: int | None = Field(default=None, ge=1, le=MAX_INT)
 
 
 class CheckpointOut(Schema):
