@@ -312,21 +312,30 @@ def run_statement(
 ):
     """Run one of the hot statements; its rows if ``fetch``.
 
+    With ``prepare``, the statement is prepared from its second run on the connection:
+    preparing is a round trip of its own, which a statement run once on a connection (a
+    request's or a task's, closed at its end with CONN_MAX_AGE 0) never pays back.
+
     When nobody watches the queries (no logging, no execute wrappers), the cursor is
     kept on the connection and run as Django's cursor wrapper runs one (broken
     transaction check, error translation): making and wrapping a cursor is a good part
     of a short call's cost.
     """
-    if connection.queries_logged or connection.execute_wrappers:
-        with saver_cursor(connection, prepare) as cursor:
-            cursor.execute(statement, params)
-            return cursor.fetchall() if fetch else None
     connection.close_if_health_check_failed()
     connection.ensure_connection()
     raw = connection.connection
     cache = connection.__dict__.get(CURSORS)
     if cache is None or cache[0] is not raw:
-        cache = connection.__dict__[CURSORS] = (raw, {})
+        # (raw connection, cursors by ``prepare``, the statements run on it so far)
+        cache = connection.__dict__[CURSORS] = (raw, {}, set())
+    if prepare and statement not in cache[2]:
+        prepare = False
+        if len(cache[2]) < 256:  # statements vary (row counts); keep the set bounded
+            cache[2].add(statement)
+    if connection.queries_logged or connection.execute_wrappers:
+        with saver_cursor(connection, prepare) as cursor:
+            cursor.execute(statement, params)
+            return cursor.fetchall() if fetch else None
     cursor = cache[1].get(prepare)
     connection.validate_no_broken_transaction()
     with connection.wrap_database_errors:

@@ -81,7 +81,7 @@ def test_a_statement_runs_on_the_cached_raw_cursor_as_on_djangos(db):
     rows = saver_connections.run_statement(connection, "SELECT 1 + %s", [1], fetch=True)
 
     assert [tuple(row) for row in rows] == [tuple(row) for row in expected]
-    raw, cursors = connection.__dict__[saver_connections.CURSORS]
+    raw, cursors, _ = connection.__dict__[saver_connections.CURSORS]
     assert raw is connection.connection  # kept per raw connection
     assert cursors
 

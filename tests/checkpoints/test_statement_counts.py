@@ -119,3 +119,22 @@ def test_a_one_step_run_on_an_existing_thread(threaded_saver, recorder, checks):
     else:
         # SQLite: a put with blobs is two statements in a transaction of its own.
         assert counts == {"read": 1, "put": 3, "put's blobs": 2, "begin": 2, "put_writes": 2}
+
+
+def test_a_statement_is_prepared_from_its_second_run_on_a_connection(on_postgres, threaded_saver):
+    # Preparing is a round trip of its own: a statement run once on a connection (a
+    # request's, a task's) is not prepared.
+    def prepared() -> int:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM pg_prepared_statements")
+            return cursor.fetchone()[0]
+
+    config = {"configurable": {"thread_id": "prepared", "checkpoint_ns": ""}}
+    connection.close()  # a new connection, as a request's
+
+    found = []
+    for _ in range(3):
+        threaded_saver.get_tuple(config)
+        found.append(prepared())
+
+    assert found == [0, 1, 1]
