@@ -26,8 +26,9 @@ each call). The pool and the saver's cursors are in ``checkpoints_app.connection
 (what they take from Django's internals, and why);
 :func:`close_pooled_connections` closes the pool's idle connections.
 
-On PostgreSQL the hot statements are prepared (``prepare=False`` turns that off, for
-poolers that cannot keep prepared statements).
+On PostgreSQL the hot statements are prepared from their second run on a connection
+(``prepare=False`` turns that off, for poolers that cannot keep prepared statements).
+The statements of a 1-step run are pinned by ``tests/checkpoints/test_statement_counts.py``.
 """
 
 # ruff: noqa: S608 - statements are assembled from table names and placeholders only;
@@ -401,9 +402,9 @@ class DjangoSaver(BaseCheckpointSaver[str]):
     ``DjangoSaver()`` uses the default database (``using=`` another alias); ``serde=``
     replaces LangGraph's JsonPlusSerializer. Usable from sync and async code.
 
-    On PostgreSQL its hot statements are prepared, as PostgresSaver's are; pass
-    ``prepare=False`` behind a pooler that cannot keep prepared statements (PgBouncer
-    before 1.21 in transaction mode).
+    On PostgreSQL its hot statements are prepared, as PostgresSaver's are (from their
+    second run on a connection); pass ``prepare=False`` behind a pooler that cannot keep
+    prepared statements (PgBouncer before 1.21 in transaction mode).
     """
 
     def __init__(
