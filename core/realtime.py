@@ -67,8 +67,7 @@ class _Sender:
             groups, message = await self.queue.get()
             try:
                 if layer is not None and time.monotonic() >= skip_until:
-                    for group in groups:
-                        await layer.group_send(group, message)
+                    await _group_send(layer, groups, message)
                     _outage.recovered()
             except Exception as exc:
                 # Redis down: drop this push and those of the next second without trying.
@@ -79,6 +78,20 @@ class _Sender:
                     self.pending -= 1
                     if self.pending == 0:
                         self.idle.set()
+
+
+async def _group_send(layer, groups: list[str], message: dict[str, Any]) -> None:
+    """Send ``message`` to its groups concurrently (with Redis, a group's send is a few
+    round trips); the next message waits for them, so a group gets its messages in order."""
+    if len(groups) == 1:
+        await layer.group_send(groups[0], message)
+        return
+    sent = await asyncio.gather(
+        *(layer.group_send(group, message) for group in groups), return_exceptions=True
+    )
+    for outcome in sent:
+        if isinstance(outcome, BaseException):
+            raise outcome
 
 
 def set_server_loop(loop: asyncio.AbstractEventLoop | None) -> None:

@@ -1,5 +1,8 @@
 """Live pushes: after commit only, and a real round trip through the channel layer."""
 
+import asyncio
+import threading
+
 import pytest
 from channels.db import database_sync_to_async
 from channels.routing import URLRouter
@@ -13,16 +16,15 @@ from tests.factories import make_session, make_thread
 application = URLRouter(websocket_urlpatterns)
 
 
-def test_a_push_waits_for_the_commit(alice, django_capture_on_commit_callbacks, mocker_push):
+@pytest.mark.django_db(transaction=True)
+def test_a_push_waits_for_the_commit(alice, mocker_push):
     session = make_session(alice)
     mocker_push.clear()
 
-    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+    with transaction.atomic():
         state.update_state("session", session.pk, {"title": "Live"})
-    assert mocker_push == []  # nothing before the commit
-    assert len(callbacks) == 1
+        assert mocker_push == []  # nothing before the commit
 
-    callbacks[0]()
     [(groups, payload)] = mocker_push
     assert groups == [f"session.{session.pk}", "dashboard"]
     assert payload["type"] == "state.changed"
@@ -155,3 +157,68 @@ def test_flush_waits_for_background_pushes(db):
     realtime.set_server_loop(None)
     realtime.push(["dashboard"], {"type": "state.changed"})
     assert realtime.flush(timeout=5)
+
+
+class Layer:
+    """A channel layer that records its sends and fails for the groups it is told."""
+
+    def __init__(self, failing=()):
+        self.sent = []
+        self.failing = set(failing)
+        self.in_flight = self.most_in_flight = 0
+
+    async def group_send(self, group, message):
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        await asyncio.sleep(0.01)  # a round trip to Redis
+        self.in_flight -= 1
+        if group in self.failing:
+            raise ConnectionError("Redis is down")
+        self.sent.append((group, message["event"]["n"]))
+
+
+@pytest.fixture
+def own_loop():
+    """A loop of the test's own for the pushes, so that its sender uses the test's layer."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    realtime.set_server_loop(loop)
+    yield
+    realtime.set_server_loop(None)
+
+    async def cancel_the_sender():
+        for task in asyncio.all_tasks():
+            if task is not asyncio.current_task():
+                task.cancel()
+
+    asyncio.run_coroutine_threadsafe(cancel_the_sender(), loop).result(5)
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(5)
+    loop.close()
+
+
+def test_a_push_reaches_all_its_groups_at_once_and_in_order(own_loop, monkeypatch):
+    layer = Layer()
+    monkeypatch.setattr(realtime, "get_channel_layer", lambda: layer)
+
+    for n in range(3):
+        realtime.push(["run.1", "thread.1", "dashboard"], {"n": n})
+    assert realtime.flush(timeout=5)
+
+    for group in ("run.1", "thread.1", "dashboard"):
+        assert [n for name, n in layer.sent if name == group] == [0, 1, 2]
+    # Each message goes to its groups together; the next one waits for them.
+    assert [n for _, n in layer.sent] == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    assert layer.most_in_flight == 3
+
+
+def test_a_group_that_fails_drops_the_push_and_the_next_second(own_loop, monkeypatch):
+    layer = Layer(failing={"thread.1"})
+    monkeypatch.setattr(realtime, "get_channel_layer", lambda: layer)
+
+    realtime.push(["run.1", "thread.1", "dashboard"], {"n": 0})  # never raises
+    realtime.push(["run.1"], {"n": 1})  # within a second of the failure: not tried
+    assert realtime.flush(timeout=5)
+
+    assert sorted(layer.sent) == [("dashboard", 0), ("run.1", 0)]
