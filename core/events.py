@@ -7,6 +7,9 @@ that model as sender, lazily by label, as Django's own model signals allow::
 
     state_changed.connect(receiver, sender="threads_app.Thread", dispatch_uid="...")
 
+``state_changed_batch`` follows, once per call of the state manager, with all the
+changes of that call (one, or those of ``update_states``).
+
 Receivers that must be consistent with the change write in that same transaction (a
 receiver that raises rolls the change back); side effects that may be lost and redone
 (live pushes) are registered with ``transaction.on_commit``. A receiver never writes
@@ -20,10 +23,15 @@ from datetime import datetime
 from typing import Any, Literal
 
 from django.db.models.signals import ModelSignal
+from django.dispatch import Signal
 
 # Receivers per sender are cached (as for Django's model signals): a dispatch looks up
 # the receivers of one model instead of filtering every receiver.
 state_changed = ModelSignal(use_caching=True)
+# Sent once per call of the state manager, after the ``state_changed`` of each of its
+# changes, with all of them (``changes``, in order; ``sender`` None): for a receiver that
+# writes one row per change, to write them in one statement (history's StateEvents).
+state_changed_batch = Signal()
 
 ChangeKind = Literal["created", "updated", "deleted"]
 

@@ -1,8 +1,11 @@
 """The state manager: every change to a stateful entity goes through here.
 
 One call is one transaction: load the row, validate the changes, write them with a
-compare-and-set on ``version``, then announce the change on the ``state_changed`` signal.
-Receivers run in the same transaction, so a receiver that raises rolls the change back.
+compare-and-set on ``version``, then announce the change on the ``state_changed`` signal
+(and all the call's changes together on ``state_changed_batch``). Receivers run in the
+same transaction, so a receiver that raises rolls the change back. ``update_states``
+writes several rows the caller has read (under their locks) in one transaction, without
+reading them again.
 
 Entity types come from a registry built from the installed models that subclass
 :class:`core.models.StatefulModel` (``state_entity_type = "session"``, ...).
@@ -22,7 +25,7 @@ from django.core.exceptions import ValidationError
 from django.db import DEFAULT_DB_ALIAS, connections, models, router, transaction
 from django.db.models import F
 
-from core.events import ChangeKind, StateChange, state_changed
+from core.events import ChangeKind, StateChange, state_changed, state_changed_batch
 from core.metadata import InvalidJSON, json_size
 from core.models import StatefulModel
 from core.rowloader import row_loader
@@ -236,6 +239,50 @@ def _announce(
     return change
 
 
+def _prepare(
+    obj: StatefulModel, entity_type: str, changes: dict[str, Any], expected_version: int | None
+) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
+    """Set ``changes`` on ``obj`` and validate them: the state before and after, and the
+    fields they change. StateConflict when ``expected_version`` is not the row's."""
+    if expected_version is not None and expected_version != obj.version:
+        raise StateConflict(entity_type, obj.pk, expected_version, obj.version)
+    old = to_state(obj)
+    touched = _apply(obj, entity_type, changes)
+    new = to_state(obj)
+    changed = [name for name in touched if old[name] != new[name]]
+    if changed:
+        _check_size(entity_type, new)
+    return old, new, changed
+
+
+def _write(
+    model, obj: StatefulModel, new: dict[str, Any], changed: list[str], moment, db: str
+) -> StateConflict | None:
+    """Write the ``changed`` fields of ``obj`` with a compare-and-set on the version it
+    was read at, and bump it (``obj`` and ``new`` too); the conflict if another writer
+    changed the row since (``obj`` keeps its version then)."""
+    current = obj.version
+    values = {name: getattr(obj, name) for name in changed}
+    written = (
+        model._base_manager.using(db)
+        .filter(pk=obj.pk, version=current)
+        .update(version=current + 1, updated_at=moment, **values)
+    )
+    if written != 1:
+        actual = (
+            model._base_manager.using(db)
+            .filter(pk=obj.pk)
+            .values_list("version", flat=True)
+            .first()
+        )
+        return StateConflict(model.state_entity_type, obj.pk, current, actual or -1)
+    obj.version = current + 1
+    obj.updated_at = moment
+    new["version"] = obj.version
+    new["updated_at"] = moment.isoformat()
+    return None
+
+
 # --- the state manager API ----------------------------------------------------------
 
 
@@ -276,7 +323,8 @@ def create_state(
         obj.created_at = obj.updated_at = now()
         state = to_state(obj)
         obj.save(using=db, force_insert=True)
-        _announce(model, obj, "created", None, state, state.keys(), actor_name, db)
+        change = _announce(model, obj, "created", None, state, state.keys(), actor_name, db)
+        state_changed_batch.send(sender=None, changes=[change])
     return obj
 
 
@@ -303,15 +351,7 @@ def update_state(
     with transaction.atomic(using=db, savepoint=False):
         try:
             obj = _load(model, entity_type, entity_id, db)
-            current = obj.version
-            if expected_version is not None and expected_version != current:
-                raise StateConflict(entity_type, obj.pk, expected_version, current)
-            old = to_state(obj)
-            touched = _apply(obj, entity_type, changes)
-            new = to_state(obj)
-            changed = [name for name in touched if old[name] != new[name]]
-            if changed:
-                _check_size(entity_type, new)
+            old, new, changed = _prepare(obj, entity_type, changes, expected_version)
         except StateError as exc:
             # Nothing is written yet: leave the block cleanly so that an outer
             # transaction stays usable (for a retry, say), and raise below.
@@ -319,29 +359,60 @@ def update_state(
         else:
             if not changed:
                 return obj
-            obj.version = current + 1
-            obj.updated_at = now()
-            new["version"] = obj.version
-            new["updated_at"] = obj.updated_at.isoformat()
-            values = {name: getattr(obj, name) for name in changed}
-            written = (
-                model._base_manager.using(db)
-                .filter(pk=obj.pk, version=current)
-                .update(version=obj.version, updated_at=obj.updated_at, **values)
-            )
-            if written != 1:
-                actual = (
-                    model._base_manager.using(db)
-                    .filter(pk=obj.pk)
-                    .values_list("version", flat=True)
-                    .first()
-                )
-                error = StateConflict(entity_type, obj.pk, current, actual or -1)
-            else:
-                _announce(model, obj, "updated", old, new, changed, actor_name, db)
+            error = _write(model, obj, new, changed, now(), db)
+            if error is None:
+                change = _announce(model, obj, "updated", old, new, changed, actor_name, db)
+                state_changed_batch.send(sender=None, changes=[change])
     if error is not None:
         raise error
     return obj
+
+
+def update_states(
+    updates: list[tuple[StatefulModel, dict[str, Any]]],
+    actor: Any = None,
+    using: str | None = None,
+) -> list[StatefulModel]:
+    """Apply each ``(row, changes)`` of ``updates`` in one transaction and announce them.
+
+    Each row is an instance the caller read, normally under its lock, and is not read
+    again: its write is a compare-and-set on the version it was read at. The rows are
+    changed in place and returned (one row of each entity at most). Changes that change
+    nothing are skipped, as in ``update_state``; ``state_changed`` is sent for each
+    change as it is written, then ``state_changed_batch`` once with all of them.
+
+    Every change is validated before anything is written (InvalidState: nothing written,
+    an outer block stays usable). A conflict (StateConflict) found by the first write
+    leaves nothing written and an outer block usable too; one found by a later write
+    rolls the batch back, marking an outer block for rollback. An instance whose change
+    failed holds values that were not written: read it again.
+    """
+    actor_name = _actor(actor)
+    prepared = []
+    for obj, changes in updates:
+        model = entity_model(type(obj).state_entity_type)
+        old, new, changed = _prepare(obj, model.state_entity_type, changes, None)
+        if changed:
+            prepared.append((model, obj, old, new, changed))
+    if not prepared:
+        return [obj for obj, _ in updates]
+    db = _db(prepared[0][0], using)
+    moment = now()
+    error = None
+    with transaction.atomic(using=db, savepoint=False):
+        announced = []
+        for model, obj, old, new, changed in prepared:
+            error = _write(model, obj, new, changed, moment, db)
+            if error is not None and announced:
+                raise error  # undo the writes before it
+            if error is not None:
+                break  # nothing written: leave the block cleanly, raise below
+            announced.append(_announce(model, obj, "updated", old, new, changed, actor_name, db))
+        else:
+            state_changed_batch.send(sender=None, changes=announced)
+    if error is not None:
+        raise error
+    return [obj for obj, _ in updates]
 
 
 def delete_state(
@@ -366,7 +437,8 @@ def delete_state(
                 conflict = StateConflict(entity_type, obj.pk, obj.version, -1)
             else:
                 obj.updated_at = now()
-                _announce(model, obj, "deleted", old, None, old.keys(), _actor(actor), db)
+                change = _announce(model, obj, "deleted", old, None, old.keys(), _actor(actor), db)
+                state_changed_batch.send(sender=None, changes=[change])
     if conflict is not None:
         raise conflict
     return old

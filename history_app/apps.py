@@ -6,7 +6,9 @@ class HistoryConfig(AppConfig):
     verbose_name = "History"
 
     def ready(self):
-        from core.events import state_changed
+        from core.events import state_changed_batch
         from history_app import handlers
 
-        state_changed.connect(handlers.record_state_event, dispatch_uid="history_app.state_event")
+        state_changed_batch.connect(
+            handlers.record_state_events, dispatch_uid="history_app.state_event"
+        )

@@ -1,10 +1,11 @@
-"""History's receiver on the state bus: one StateEvent per change, same transaction."""
+"""History's receiver on the state bus: one StateEvent per change, in the transaction of
+the changes, those of one state manager call written in one statement."""
 
 from core.events import StateChange
 from history_app.models import StateEvent
 
 
-def record_state_event(sender, change: StateChange, **kwargs) -> None:
+def _state_event(change: StateChange) -> StateEvent:
     if change.kind == "updated":
         old = {name: change.old_state[name] for name in change.changed_fields}
         new = {name: change.new_state[name] for name in change.changed_fields}
@@ -12,7 +13,7 @@ def record_state_event(sender, change: StateChange, **kwargs) -> None:
         old, new = change.old_state, change.new_state
     state = change.state
     session_id = change.entity_id if change.entity_type == "session" else state.get("session_id")
-    StateEvent.objects.using(change.using).create(
+    return StateEvent(
         entity_type=change.entity_type,
         entity_id=change.entity_id,
         session_id=session_id,
@@ -24,3 +25,11 @@ def record_state_event(sender, change: StateChange, **kwargs) -> None:
         actor=change.actor,
         created_at=change.timestamp,
     )
+
+
+def record_state_events(sender, changes: list[StateChange], **kwargs) -> None:
+    """Connected to ``state_changed_batch``: the StateEvents of one call's changes."""
+    if changes:
+        StateEvent.objects.using(changes[0].using).bulk_create(
+            [_state_event(change) for change in changes]
+        )

@@ -163,6 +163,18 @@ def _thread_state_writes(path) -> list[str]:
             if not isinstance(call, ast.Call):
                 continue
             name = getattr(call.func, "attr", getattr(call.func, "id", ""))
+            if name == "update_states" and call.args:
+                # update_states([(row, changes), ...]): the rows named like a thread.
+                rows = call.args[0].elts if isinstance(call.args[0], ast.List | ast.Tuple) else []
+                for row in rows:
+                    if not (isinstance(row, ast.Tuple) and len(row.elts) == 2):
+                        continue
+                    if "thread" not in ast.unparse(row.elts[0]):
+                        continue
+                    spelled = _dict_keys(row.elts[1], assigned) & THREAD_STATE_FIELDS
+                    if spelled:
+                        found.append(f"line {call.lineno}: {', '.join(sorted(spelled))}")
+                continue
             position = CHANGES_ARGUMENT.get(name)
             if position is None or len(call.args) <= position:
                 continue
@@ -194,8 +206,11 @@ def test_the_thread_state_rule_sees_the_writes_it_forbids(tmp_path):
         "    state.create_state('thread', {'session': 1, **{'interrupts': []}})\n"
         "    state.update_state('run', run.pk, {'status': 'pending'})\n"
         "    state.update_state('thread', run.thread_id, {'metadata': {}})\n"
+        "def d(run, thread):\n"
+        "    state.update_states([(run, {'status': 'error'}), (thread, {'values': {}})])\n"
     )
     assert _thread_state_writes(source) == [
+        "line 12: values",
         "line 2: status",
         "line 6: values",
         "line 8: interrupts",
@@ -204,7 +219,8 @@ def test_the_thread_state_rule_sees_the_writes_it_forbids(tmp_path):
 
 def test_state_changed_receivers_are_connected_per_sender():
     """The apps connect their receivers to the models they listen to (lazy labels);
-    only the bus's generic receivers (history, live pushes) hear every model."""
+    only the bus's generic receiver (live pushes) hears every model, and history hears
+    every call's changes together (state_changed_batch)."""
     from core.events import state_changed
     from sessions_app.models import Session
     from threads_app.models import Run, Thread
@@ -215,11 +231,19 @@ def test_state_changed_receivers_are_connected_per_sender():
             for receiver in state_changed._live_receivers(sender)[0]
         }
 
-    generic = {"record_state_event", "push_after_commit"}
+    generic = {"push_after_commit"}
     assert names(Thread) >= generic | {"update_session_aggregate", "record_restore_point"}
     assert names(Session) >= generic
     assert not names(Session) & {"update_session_aggregate", "record_restore_point"}
     assert not names(Run) & {"update_session_aggregate", "record_restore_point"}
+    # History writes the StateEvents of each call of the state manager together.
+    from core.events import state_changed_batch
+
+    batch = {
+        getattr(receiver, "__qualname__", "")
+        for receiver in state_changed_batch._live_receivers(None)[0]
+    }
+    assert "record_state_events" in batch
 
 
 def test_core_imports_no_app_and_no_config():
