@@ -2,8 +2,10 @@
 
 import uuid
 
-from django.db import transaction
-from django.db.models import Count
+from django.db import NotSupportedError, transaction
+from django.db.models import DateTimeField, F, Func, IntegerField, JSONField, Value
+from django.db.models.fields.json import KT
+from django.db.models.functions import Cast, Coalesce, Greatest, JSONObject, NullIf
 
 from core import state
 from core.metadata import normalize_metadata
@@ -20,49 +22,74 @@ def create_session(owner, title: str = "", metadata: dict | None = None, actor=N
     )
 
 
-def thread_aggregate(session_id, using: str = "default") -> dict:
-    """The session's thread counts, computed with one GROUP BY."""
-    rows = (
-        Session.objects.using(using)
-        .filter(pk=session_id)
-        .values_list("threads__status")
-        .annotate(n=Count("threads__id"))
-        .order_by()
-    )
-    by_status = {status: n for status, n in rows if status is not None}
-    return {
-        "thread_count": sum(by_status.values()),
-        "active_thread_count": sum(by_status.get(s, 0) for s in ACTIVE_THREAD_STATUSES),
-        "threads_by_status": dict(sorted(by_status.items())),
-    }
+class _MergedCounts(Func):
+    """A JSON object with the keys of another set over it, those set to null removed."""
+
+    output_field = JSONField()
+
+    def as_sql(self, compiler, connection, **extra_context):
+        raise NotSupportedError("the session aggregate needs PostgreSQL or SQLite")
+
+    def as_postgresql(self, compiler, connection, **extra_context):
+        return super().as_sql(
+            compiler,
+            connection,
+            template="jsonb_strip_nulls(%(expressions)s)",
+            arg_joiner=" || ",
+            **extra_context,
+        )
+
+    def as_sqlite(self, compiler, connection, **extra_context):
+        # JSON merge patch (RFC 7396): a null removes its key.
+        return super().as_sql(compiler, connection, function="json_patch", **extra_context)
 
 
-def refresh_thread_aggregate(session_id, at=None, using: str = "default") -> None:
-    """Recompute the session's thread aggregate and write it with one UPDATE.
+def _plus(field: str, delta: int):
+    """``field + delta``, never below 0."""
+    return Greatest(F(field) + delta, 0)
+
+
+def add_thread_counts(session_id, statuses: dict[str, int], at=None, using: str = "default"):
+    """Count threads in (or out of) the session's aggregate with one UPDATE: ``statuses``
+    maps a thread status to the threads gained (or lost, negative) in it; the thread
+    count, the active count and ``threads_by_status`` (statuses with no thread left are
+    removed) follow, and ``last_activity_at`` becomes ``at`` if that is later.
 
     Called by the thread receiver on the state bus, in the transaction of the thread's
     change, so it writes the row directly rather than through the state manager (whose
     announcement would re-enter the bus): the aggregate is derived bookkeeping, it bumps
     no version (a client's ``expected_version`` never conflicts with a thread's progress)
-    and records no StateEvent (the thread's own change is the event).
-
-    The session row is locked first, then the threads are counted: a concurrent change
-    of another thread of the session waits for our commit and then counts what we
-    committed (on PostgreSQL each statement of a READ COMMITTED transaction sees what
-    committed before it; SQLite has one writer at a time). Threads before sessions, as
-    everywhere (see history_app.recording), so the two never deadlock.
+    and records no StateEvent (the thread's own change is the event). Counters added in
+    the database, not read and written back: concurrent changes of threads of one session
+    queue on the row's lock and each adds to what the one before committed. Threads
+    before sessions, as everywhere (see history_app.recording), so the two never deadlock.
+    A count never goes below 0.
     """
-    sessions = Session._base_manager.using(using).filter(pk=session_id)
-    with transaction.atomic(using=using, savepoint=False):
-        locked = sessions.select_for_update().values_list("last_activity_at", flat=True)
-        try:
-            last_activity_at = locked.get()
-        except Session.DoesNotExist:
-            return  # the session is being deleted with its threads
-        changes = thread_aggregate(session_id, using=using)
-        if at is not None and (last_activity_at is None or at > last_activity_at):
-            changes["last_activity_at"] = at
-        sessions.update(**changes)
+    statuses = {status: n for status, n in statuses.items() if n}
+    updates: dict = {}
+    total = sum(statuses.values())
+    active = sum(n for status, n in statuses.items() if status in ACTIVE_THREAD_STATUSES)
+    if total:
+        updates["thread_count"] = _plus("thread_count", total)
+    if active:
+        updates["active_thread_count"] = _plus("active_thread_count", active)
+    if statuses:
+        counts = {
+            status: NullIf(
+                Greatest(
+                    Coalesce(Cast(KT(f"threads_by_status__{status}"), IntegerField()), 0) + n, 0
+                ),
+                0,
+            )
+            for status, n in statuses.items()
+        }
+        updates["threads_by_status"] = _MergedCounts(F("threads_by_status"), JSONObject(**counts))
+    if at is not None:
+        moment = Value(at, output_field=DateTimeField())
+        # Greatest is null on SQLite when one side is: a session's first activity.
+        updates["last_activity_at"] = Coalesce(Greatest("last_activity_at", moment), moment)
+    if updates:
+        Session._base_manager.using(using).filter(pk=session_id).update(**updates)
 
 
 def close_session(session_id, actor=None, expected_version: int | None = None) -> Session:
