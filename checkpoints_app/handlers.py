@@ -1,6 +1,9 @@
 """Checkpoints' receivers: a restore point when a thread starts running (state bus), and
 a thread's checkpoints deleted with the thread (Django's post_delete)."""
 
+from django.db.models import Subquery, Value
+from django.db.models.functions import Coalesce
+
 from checkpoints_app.models import Checkpoint, RestorePoint
 from core.events import StateChange
 from core.statuses import ThreadStatus
@@ -8,7 +11,8 @@ from core.statuses import ThreadStatus
 
 def record_restore_point(sender, change: StateChange, **kwargs) -> None:
     """When a thread becomes busy, remember its latest checkpoint (root namespace) and
-    its state, in the transaction of the change (connected for threads only)."""
+    its state, in the transaction of the change (connected for threads only): one
+    INSERT, the checkpoint's id found by a subquery in it."""
     if change.new_state is None or change.new_state.get("status") != ThreadStatus.BUSY:
         return
     if change.old_state is not None and change.old_state.get("status") == ThreadStatus.BUSY:
@@ -18,15 +22,14 @@ def record_restore_point(sender, change: StateChange, **kwargs) -> None:
         Checkpoint.objects.using(change.using)
         .filter(thread_id=str(change.entity_id), checkpoint_ns="")
         .order_by("-checkpoint_id")
-        .values_list("checkpoint_id", flat=True)
-        .first()
+        .values("checkpoint_id")[:1]
     )
     RestorePoint.objects.using(change.using).create(
         thread_id=change.entity_id,
         session_id=state.get("session_id"),
         thread_version=change.version,
         checkpoint_ns="",
-        checkpoint_id=latest or "",
+        checkpoint_id=Coalesce(Subquery(latest), Value("")),
         trigger_reason="state_change",
         snapshot=state,
         created_at=change.timestamp,
