@@ -21,20 +21,23 @@ from core import realtime
 from core.events import StateChange
 
 
-def coalesce(first: StateChange, later: StateChange) -> StateChange:
-    """One change that says what ``first`` then ``later`` (of one entity) did together.
+def coalesce(changes: list[StateChange]) -> StateChange:
+    """One change that says what ``changes`` (of one entity, in order) did together.
 
-    The latest state, version, actor and time; the state before ``first``; the fields
-    either changed. Created then updated is created; anything then deleted is deleted,
-    as the entity was before ``first`` (what was seen of it: where it went meanwhile
-    never committed).
+    The latest state, version, actor and time; the state before the first; the fields
+    any of them changed. Created then updated is created; anything then deleted is
+    deleted, as the entity was before the first (what was seen of it: where it went
+    meanwhile never committed).
     """
-    kind = later.kind
+    first, last = changes[0], changes[-1]
+    if len(changes) == 1:
+        return first
+    kind = last.kind
     if first.kind == "created" and kind == "updated":
         kind = "created"
-    fields = dict.fromkeys(first.changed_fields + later.changed_fields)
+    fields = dict.fromkeys(field for change in changes for field in change.changed_fields)
     return dataclasses.replace(
-        later, kind=kind, old_state=first.old_state, changed_fields=tuple(fields)
+        last, kind=kind, old_state=first.old_state, changed_fields=tuple(fields)
     )
 
 
@@ -47,24 +50,23 @@ class Pushes:
     """
 
     def __init__(self):
-        self.changes: dict[tuple[str, uuid.UUID], StateChange] = {}
+        self.changes: dict[tuple[str, uuid.UUID], list[StateChange]] = {}
         self.done = False
 
     def add(self, change: StateChange) -> None:
-        key = (change.entity_type, change.entity_id)
-        earlier = self.changes.get(key)
-        self.changes[key] = change if earlier is None else coalesce(earlier, change)
+        self.changes.setdefault((change.entity_type, change.entity_id), []).append(change)
 
     def take(self, other: "Pushes") -> None:
         """Take over the changes of ``other`` (registered later), which pushes nothing."""
-        for change in other.changes.values():
-            self.add(change)
+        for key, changes in other.changes.items():
+            self.changes.setdefault(key, []).extend(changes)
         other.changes = {}
 
     def __call__(self) -> None:
         self.done = True
-        changes, self.changes = self.changes, {}
-        for change in changes.values():
+        entities, self.changes = self.changes, {}
+        for changes in entities.values():
+            change = coalesce(changes)
             realtime.push(change.groups(), change.compact())
 
     @staticmethod
