@@ -2,7 +2,7 @@
 
 core is the shared kernel and imports no app; the pages, their feeds, /metrics, /healthz
 and the commands of `make run` are the control room's, which may import every app and
-which no app imports.
+which no app imports; the JSON API is the api package's, which no app imports either.
 """
 
 import ast
