@@ -101,25 +101,25 @@ def thread_after_run(
 def run_started(run: Run, thread: Thread, worker: str, lease_s: float) -> Run:
     """``worker`` claimed the pending ``run``: running, attempt counted, leased for
     ``lease_s`` seconds; its ``thread`` busy (started now, its error cleared) unless it
-    already is. The caller holds both rows' locks."""
-    actor = f"worker:{worker}"
+    already is. The caller holds both rows' locks and read them: both are written in
+    one batch of the state manager (changed in place) and not read again."""
     moment = now()
-    run = state.update_state(
-        "run",
-        run.pk,
-        {
-            "status": Run.Status.RUNNING,
-            "attempt": run.attempt + 1,
-            "claimed_by": worker,
-            "lease_expires_at": moment + timedelta(seconds=lease_s),
-            "heartbeat_at": moment,
-            "started_at": run.started_at or moment,
-        },
-        expected_version=run.version,
-        actor=actor,
-    )
+    updates: list[tuple[Any, dict[str, Any]]] = [
+        (
+            run,
+            {
+                "status": Run.Status.RUNNING,
+                "attempt": run.attempt + 1,
+                "claimed_by": worker,
+                "lease_expires_at": moment + timedelta(seconds=lease_s),
+                "heartbeat_at": moment,
+                "started_at": run.started_at or moment,
+            },
+        )
+    ]
     if thread.status != Thread.Status.BUSY:
-        _thread_busy(thread.pk, moment, actor=actor)
+        updates.append((thread, _busy(moment)))
+    state.update_states(updates, actor=f"worker:{worker}")
     return run
 
 
@@ -163,27 +163,23 @@ def run_end(
     return RunEnd(outcome, reason, RUN_STATUS[outcome], changes, moment)
 
 
-def run_finished(run: Run, end: RunEnd, actor: Any = None) -> None:
+def run_finished(run: Run, thread: Thread, end: RunEnd, actor: Any = None) -> None:
     """Record ``end``: the run final (deleted for a rollback) and its thread as the
-    module's table says. ``run`` is as read under the thread's lock (its version is
-    checked)."""
+    module's table says. Both as read under their locks (their versions are checked;
+    they are written in one batch of the state manager, changed in place, and not read
+    again)."""
+    run_changes = {
+        "status": end.run_status,
+        "error": end.reason,
+        "finished_at": end.moment,
+        "lease_expires_at": None,
+    }
     if end.outcome == Outcome.ROLLBACK:
         # As LangGraph Server: a rolled-back run is deleted, as its checkpoints were.
-        state.delete_state("run", run.pk, actor=actor)
+        state.delete_state("run", run.pk, expected_version=run.version, actor=actor)
+        state.update_states([(thread, end.thread_changes)], actor=actor)
     else:
-        state.update_state(
-            "run",
-            run.pk,
-            {
-                "status": end.run_status,
-                "error": end.reason,
-                "finished_at": end.moment,
-                "lease_expires_at": None,
-            },
-            expected_version=run.version,
-            actor=actor,
-        )
-    state.update_state("thread", run.thread_id, end.thread_changes, actor=actor)
+        state.update_states([(run, run_changes), (thread, end.thread_changes)], actor=actor)
 
 
 def run_gave_up(run: Run, actor: Any = "sweeper") -> str:
@@ -241,19 +237,15 @@ def run_cancelled(run: Run, action: str, actor: Any = None) -> Run:
 # --- threads ------------------------------------------------------------------------
 
 
-def _thread_busy(thread_id, moment, actor: Any = None, expected_version=None) -> Thread:
-    return state.update_state(
-        "thread",
-        thread_id,
-        {"status": Thread.Status.BUSY, "started_at": moment, "error": ""},
-        expected_version=expected_version,
-        actor=actor,
-    )
+def _busy(moment) -> dict[str, Any]:
+    return {"status": Thread.Status.BUSY, "started_at": moment, "error": ""}
 
 
 def thread_busy(thread_id, actor: Any = None, expected_version=None) -> Thread:
     """The thread busy: started now, its error cleared."""
-    return _thread_busy(thread_id, now(), actor=actor, expected_version=expected_version)
+    return state.update_state(
+        "thread", thread_id, _busy(now()), expected_version=expected_version, actor=actor
+    )
 
 
 def thread_finished(thread_id, result: Any = None, actor: Any = None) -> Thread:

@@ -31,7 +31,7 @@ from django.db import (
     connection,
     transaction,
 )
-from django.db.models import Max
+from django.db.models import Exists, Max, OuterRef, Q
 from langgraph.types import Command
 
 from core import realtime, state
@@ -124,31 +124,42 @@ def drop_broken_connection() -> None:
 # --- claiming -----------------------------------------------------------------------
 
 
+def _claimed(run_id):
+    """The run, with its thread (and session) and workflow, both rows locked in one
+    statement, and whether another run of the thread goes first (``blocked``).
+
+    The thread's lock is taken first, as by every writer (see ThreadQuerySet.lock), and
+    a row changed while we waited for it is read as it is now: PostgreSQL reads a locked
+    row again once its lock is ours. The ``blocked`` subquery keeps what it saw before
+    such a wait, which can only be a run since ended: it is then its finish that starts
+    this run (see start_next_run), while a run that started or went back to pending
+    meanwhile was pending or running then too.
+    """
+    others = Run.objects.filter(
+        thread_id=OuterRef("thread_id"), status__in=(Run.Status.PENDING, Run.Status.RUNNING)
+    ).exclude(pk=OuterRef("pk"))
+    ahead = others.filter(Q(status=Run.Status.RUNNING) | Q(created_at__lt=OuterRef("created_at")))
+    return (
+        Run.objects.select_related("thread__session", "workflow")
+        .select_for_update(of=("thread", "self"))
+        .annotate(blocked=Exists(ahead))
+        .filter(pk=run_id)
+        .first()
+    )
+
+
 def claim_run(run_id, worker: str) -> Run | None:
     """Take the run for ``worker``; None if it is not ours to run now.
 
     The thread's row is locked while claiming, so two runs of one thread never run at
-    once (a run queued behind another one is started when that one finishes).
+    once (a run queued behind another one is started when that one finishes). The run
+    returned has its thread, session and workflow loaded, as the execution needs them.
     """
     with transaction.atomic():
-        # The thread, then the run (see ThreadQuerySet.lock), found by the run's id. The
-        # run is read under the lock, so a cancel that got there first is seen.
-        thread = Thread.objects.select_for_update(of=("self",)).filter(runs__pk=run_id).first()
-        if thread is None:
-            return None
-        # Gone once the lock is ours: deleted meanwhile (rolled back while pending, say).
-        run = Run.objects.select_for_update().filter(pk=run_id).first()
-        if run is None or run.status != Run.Status.PENDING:
-            return None
-        ahead = (
-            Run.objects.filter(
-                thread_id=thread.pk, status__in=(Run.Status.PENDING, Run.Status.RUNNING)
-            )
-            .exclude(pk=run.pk)
-            .filter(created_at__lt=run.created_at)
-        )
-        running_here = Run.objects.filter(thread_id=thread.pk, status=Run.Status.RUNNING)
-        if running_here.exists() or ahead.exists():
+        run = _claimed(run_id)
+        # None if it is gone (deleted, rolled back while pending, say); a cancel that got
+        # to the lock first is seen.
+        if run is None or run.status != Run.Status.PENDING or run.blocked:
             return None
         if run.not_before and run.not_before > now():
             return None
@@ -158,14 +169,14 @@ def claim_run(run_id, worker: str) -> Run | None:
 
             transaction.on_commit(lambda: start_next_run(run.thread_id))
             return None
-        return lifecycle.run_started(run, thread, worker, lease_seconds())
+        return lifecycle.run_started(run, run.thread, worker, lease_seconds())
 
 
 # --- heartbeat ----------------------------------------------------------------------
 
 
 class Heartbeat(threading.Thread):
-    """Renews the run's lease and notices cancel requests, from a thread of its own."""
+    """Renews the run's lease from a thread of its own, and notices when it is lost."""
 
     def __init__(self, run: Run, worker: str):
         super().__init__(name=f"heartbeat-{run.pk}", daemon=True)
@@ -173,7 +184,6 @@ class Heartbeat(threading.Thread):
         self.worker = worker
         self.stopped = threading.Event()
         self.lease_lost = False
-        self.cancel_requested = ""
 
     def run(self) -> None:
         try:
@@ -190,17 +200,15 @@ class Heartbeat(threading.Thread):
             connection.close()
 
     def beat(self) -> None:
+        """Renew the lease (one UPDATE); lost when the run is no longer ours (requeued by
+        the sweeper, failed by an operator, deleted). Cancel requests are read at each
+        step (Execution._check)."""
         moment = now()
         renewed = Run.objects.filter(
             pk=self.run_id, claimed_by=self.worker, status=Run.Status.RUNNING
         ).update(lease_expires_at=moment + timedelta(seconds=lease_seconds()), heartbeat_at=moment)
         if renewed == 0:
             self.lease_lost = True
-            return
-        cancel = (
-            Run.objects.filter(pk=self.run_id).values_list("cancel_requested", flat=True).first()
-        )
-        self.cancel_requested = cancel or ""
 
     def stop(self) -> None:
         self.stopped.set()
@@ -216,12 +224,16 @@ class EventLog:
 
     Events are written in small batches (at each step, or every 50 events or 200 ms for
     token streams) and pushed once written, so a late client can replay what it missed.
+    Only the worker holding a run writes its events: a first attempt starts at 1, a
+    later one after the last event of those before.
     """
 
     def __init__(self, run: Run):
         self.run = run
         self.group = f"run.{run.pk}"
-        last = RunEvent.objects.filter(run=run).aggregate(last=Max("seq"))["last"]
+        last = None
+        if run.attempt > 1:
+            last = RunEvent.objects.filter(run=run).aggregate(last=Max("seq"))["last"]
         self.seq = last or 0
         self.buffer: list[RunEvent] = []
         self.flushed_at = time.monotonic()
@@ -248,7 +260,7 @@ class EventLog:
             return
         batch, self.buffer = self.buffer, []
         try:
-            RunEvent.objects.bulk_create(batch)
+            _insert_events(batch)
         except IntegrityError:
             if _deleted(self.run.pk):
                 raise RunDeleted from None
@@ -276,6 +288,32 @@ class EventLog:
     def _push(self, payloads: list[dict]) -> None:
         for payload in payloads:
             realtime.push([self.group, f"thread.{self.run.thread_id}"], payload)
+
+
+def _insert_events(events: list[RunEvent]) -> None:
+    """Write ``events`` with one INSERT (per 500), in the caller's transaction or, outside
+    one, on its own (``bulk_create`` would open a transaction for it: a BEGIN and a
+    COMMIT more). The values are prepared by the fields, as the ORM prepares them."""
+    fields = [field for field in RunEvent._meta.concrete_fields if not field.primary_key]
+    size = min(connection.ops.bulk_batch_size(fields, events), 500)
+    if len(events) > size:
+        with transaction.atomic():  # all or none, as one statement would be
+            for start in range(0, len(events), size):
+                _insert_events(events[start : start + size])
+        return
+    quote = connection.ops.quote_name
+    row = "(" + ", ".join(["%s"] * len(fields)) + ")"
+    # The model's table and column names and placeholders only; the values are bound.
+    table = quote(RunEvent._meta.db_table)
+    columns = ", ".join(quote(field.column) for field in fields)
+    sql = f"INSERT INTO {table} ({columns}) VALUES {', '.join([row] * len(events))}"  # noqa: S608
+    params = [
+        field.get_db_prep_save(getattr(event, field.attname), connection)
+        for event in events
+        for field in fields
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
 
 
 # --- execution ----------------------------------------------------------------------
@@ -418,12 +456,16 @@ def release_for_retry(run: Run, worker: str, exc: BaseException, log=None) -> st
 
 class Execution:
     def __init__(self, run: Run, worker: str):
-        self.run = Run.objects.select_related("thread__session", "workflow").get(pk=run.pk)
+        """``run`` as claim_run returned it: with its thread, session and workflow."""
+        self.run = run
         self.worker = worker
         self.actor = f"worker:{worker}"
         self.step = 0
         self.node = ""
         self.log: EventLog | None = None
+        # The top graph's last "values" chunk, and whether it stopped at an interrupt.
+        self.values: Any = None
+        self.interrupted = False
 
     def execute(self) -> str:
         try:
@@ -491,7 +533,11 @@ class Execution:
                     log.add(
                         mode, debug_chunk(chunk) if mode == "debug" else chunk, "|".join(namespace)
                     )
+                if mode == "values" and not namespace:
+                    self.values = chunk
                 if mode == "updates" and not namespace:
+                    if isinstance(chunk, dict) and "__interrupt__" in chunk:
+                        self.interrupted = True
                     self._progress(log, chunk)
                     log.flush()
                     self._check(heartbeat, started, timeout)
@@ -561,6 +607,25 @@ class Execution:
         if time.monotonic() - started > timeout:
             raise RunStopped(f"timed out after {timeout:g} s")
 
+    def _final_state(self, kind, graph) -> tuple[Any, list, bool]:
+        """The graph's values, interrupts and whether nodes are still to run, at the end.
+
+        After a success that stopped at no interrupt, they are the last "values" chunk
+        the top graph streamed (its output is its whole state: the output channels are
+        the state's), none and no: that chunk is the state of the last checkpoint. Else
+        they are read from the checkpoint (LangGraph's get_state).
+        """
+        if (
+            kind == lifecycle.Outcome.SUCCESS
+            and not self.interrupted
+            and self.values is not None
+            and graph.output_channels == graph.stream_channels_asis
+        ):
+            return self.values, [], False
+        latest = {"configurable": {"thread_id": str(self.run.thread_id)}}
+        snapshot = graph.get_state(latest)
+        return snapshot.values, lifecycle.snapshot_interrupts(snapshot), bool(snapshot.next)
+
     def _finish(self, outcome, graph, config, saver, log: EventLog) -> str:
         kind, reason = outcome
         run = self.run
@@ -569,13 +634,9 @@ class Execution:
             saver.delete_for_runs([str(run.pk)])
         if graph is not None and config:
             try:
-                latest = {"configurable": {"thread_id": str(run.thread_id)}}
-                snapshot = graph.get_state(latest)
-                values = snapshot.values
-                interrupts = lifecycle.snapshot_interrupts(snapshot)
-                pending = bool(snapshot.next)
+                values, interrupts, pending = self._final_state(kind, graph)
                 if kind == lifecycle.Outcome.SUCCESS:
-                    self._record_messages(snapshot.values)
+                    self._record_messages(values)
             except Exception as exc:
                 if is_transient_db_error(exc):
                     raise
@@ -585,8 +646,14 @@ class Execution:
         terminal_event = "error" if failed else "end"
         log.flush()
         with transaction.atomic():
-            Thread.objects.lock(run.thread_id)
-            current = Run.objects.filter(pk=run.pk).first()
+            # The thread and the run locked in one statement (the thread's lock first),
+            # each read as it is once the locks are ours.
+            current = (
+                Run.objects.select_related("thread")
+                .select_for_update(of=("thread", "self"))
+                .filter(pk=run.pk)
+                .first()
+            )
             if current is None:
                 raise RunDeleted
             if current.claimed_by != self.worker or current.status != Run.Status.RUNNING:
@@ -597,7 +664,7 @@ class Execution:
                 event = {"status": end.run_status, "error": reason} if reason else None
                 log.add(terminal_event, event)
                 log.flush()
-            lifecycle.run_finished(current, end, actor=self.actor)
+            lifecycle.run_finished(current, current.thread, end, actor=self.actor)
             from threads_app.services import start_next_run
 
             transaction.on_commit(lambda: start_next_run(run.thread_id))

@@ -211,7 +211,7 @@ def test_a_success_ends_the_run_and_leaves_the_thread_idle_with_its_result(run, 
     current = _started(run, thread)
     end = lifecycle.run_end("success", values={"n": 3})
 
-    lifecycle.run_finished(current, end, actor="worker:w1")
+    lifecycle.run_finished(current, _fresh(thread), end, actor="worker:w1")
 
     done = _fresh(run)
     assert (done.status, done.error, done.lease_expires_at) == (Run.Status.SUCCESS, "", None)
@@ -231,7 +231,9 @@ def test_a_success_ends_the_run_and_leaves_the_thread_idle_with_its_result(run, 
 def test_a_run_stopped_at_an_interrupt_leaves_the_thread_waiting(run, thread):
     current = _started(run, thread)
 
-    lifecycle.run_finished(current, lifecycle.run_end("success", interrupts=[AN_INTERRUPT]))
+    lifecycle.run_finished(
+        current, _fresh(thread), lifecycle.run_end("success", interrupts=[AN_INTERRUPT])
+    )
 
     assert _fresh(run).status == Run.Status.SUCCESS
     waiting = _fresh(thread)
@@ -246,7 +248,7 @@ def test_an_error_ends_run_and_thread_in_error_with_the_reason(run, thread):
     current = _started(run, thread)
     end = lifecycle.run_end("error", "ValueError: boom", values=BIG)
 
-    lifecycle.run_finished(current, end)
+    lifecycle.run_finished(current, _fresh(thread), end)
 
     failed = _fresh(run)
     assert (failed.status, failed.error) == (Run.Status.ERROR, "ValueError: boom")
@@ -256,21 +258,27 @@ def test_an_error_ends_run_and_thread_in_error_with_the_reason(run, thread):
 
 
 def test_a_timeout_is_the_run_s_own_status(run, thread):
-    lifecycle.run_finished(_started(run, thread), lifecycle.run_end("timeout", "timed out"))
+    lifecycle.run_finished(
+        _started(run, thread), _fresh(thread), lifecycle.run_end("timeout", "timed out")
+    )
     assert _fresh(run).status == Run.Status.TIMEOUT
     assert _fresh(thread).status == ERROR
 
 
 def test_a_rollback_deletes_the_run_and_leaves_the_thread_idle(run, thread):
-    lifecycle.run_finished(_started(run, thread), lifecycle.run_end("rollback", "cancelled"))
+    lifecycle.run_finished(
+        _started(run, thread), _fresh(thread), lifecycle.run_end("rollback", "cancelled")
+    )
     assert not Run.objects.filter(pk=run.pk).exists()
     assert _fresh(thread).status == IDLE
 
 
 def test_a_stale_run_is_not_finished(run, thread):
+    stale = _fresh(run)  # the version before the claim
     _started(run, thread)
     with pytest.raises(state.StateConflict):
-        lifecycle.run_finished(run, lifecycle.run_end("success"))  # the version before the claim
+        lifecycle.run_finished(stale, _fresh(thread), lifecycle.run_end("success"))
+    assert _fresh(run).status == Run.Status.RUNNING
     assert _fresh(thread).status == BUSY
 
 

@@ -1,0 +1,126 @@
+"""The statements a worker sends for a 1-step run on an existing thread, pinned so that
+they cannot creep back (issue 16).
+
+A run's start is one transaction: the run and its thread locked and read in one
+statement (with the session and workflow the execution needs, and whether another run
+goes first), the run running, the thread busy, the session's counts, the restore point,
+both StateEvents in one INSERT. Its finish is one transaction too: the run and thread
+locked, the terminal event, the run final, the thread idle with its values, the
+session's counts, both StateEvents; then the look for a run queued behind it. Between
+them: the event log at the step and at the end, one cancel check per step, and the
+checkpoints (pinned by tests/checkpoints/test_statement_counts.py). No row the worker
+wrote is read again, and the final state is the one the graph streamed.
+"""
+
+import threading
+
+import pytest
+from django.db import connection
+from django.db.backends.signals import connection_created
+
+from history_app.models import StateEvent
+from tests.factories import make_session
+from threads_app import runtime, services
+from threads_app.models import Run, RunEvent, Thread
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+# As the database's statement log counts them (Django logs BEGIN and COMMIT too):
+# BEGIN, lock run+thread, UPDATE run, UPDATE thread, UPDATE session, INSERT restore
+# point, INSERT StateEvents, COMMIT
+CLAIM = 8
+# BEGIN, lock run+thread, INSERT end event, UPDATE run, UPDATE thread, UPDATE session,
+# INSERT StateEvents, COMMIT; then SELECT a pending run of the thread
+FINISH = 9
+# CLAIM + FINISH + the graph's read of its latest checkpoint, the event log at the
+# step, the cancel check, the event log at the end (LangGraph writes the other
+# checkpoints from threads of its own)
+WORKER_THREAD = CLAIM + FINISH + 4
+
+
+class Recorder:
+    """Every statement on every connection (the saver's pool, LangGraph's threads)."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.statements: list[str] = []
+
+    def __call__(self, execute, sql, params, many, context):
+        with self.lock:
+            self.statements.append(" ".join(sql.split()))
+        return execute(sql, params, many, context)
+
+    def watch(self, sender, connection, **kwargs):
+        if self not in connection.execute_wrappers:
+            connection.execute_wrappers.append(self)
+
+
+@pytest.fixture
+def recorder():
+    found = Recorder()
+    connection.ensure_connection()
+    found.watch(None, connection)
+    connection_created.connect(found.watch, weak=False, dispatch_uid="run-statement-counts")
+    yield found
+    connection_created.disconnect(dispatch_uid="run-statement-counts")
+    connection.execute_wrappers.remove(found)
+
+
+@pytest.fixture
+def thread(alice, monkeypatch):
+    """A thread that has run once; runs are executed here, not sent to a worker."""
+    monkeypatch.setattr(services, "enqueue", lambda *args, **kwargs: None)
+    thread = services.create_thread(make_session(alice), services.resolve_workflow("pipeline"))
+    first = services.create_run(thread, input={"steps": 1})
+    assert runtime.execute_run(first.pk) == "success"
+    return thread
+
+
+def test_a_run_start(thread, django_assert_max_num_queries):
+    run = services.create_run(thread, input={"steps": 1})
+
+    with django_assert_max_num_queries(CLAIM):
+        claimed = runtime.claim_run(run.pk, "worker-a")
+
+    assert claimed.status == Run.Status.RUNNING
+    # What the execution needs came with the lock.
+    with django_assert_max_num_queries(0):
+        assert claimed.thread.status == Thread.Status.BUSY
+        assert claimed.thread.session.owner_id == thread.session.owner_id
+        assert claimed.workflow.graph_id == "pipeline"
+
+
+def test_a_run_finish(thread, django_assert_max_num_queries, monkeypatch):
+    finish = runtime.Execution._finish
+    finished = []
+
+    def counted(self, *args):
+        with django_assert_max_num_queries(FINISH):
+            finished.append(finish(self, *args))
+        return finished[-1]
+
+    monkeypatch.setattr(runtime.Execution, "_finish", counted)
+    run = services.create_run(thread, input={"steps": 1})
+
+    assert runtime.execute_run(run.pk) == "success"
+    assert finished == [Run.Status.SUCCESS]
+
+
+def test_a_whole_run_on_an_existing_thread(thread, django_assert_max_num_queries, recorder):
+    run = services.create_run(thread, input={"steps": 1})
+    recorder.statements.clear()
+
+    with django_assert_max_num_queries(WORKER_THREAD):
+        assert runtime.execute_run(run.pk) == "success"
+
+    # And the checkpoint writes: three puts, two put_writes (PostgreSQL: one statement
+    # each; SQLite: a put with blobs is a transaction of BEGIN IMMEDIATE and two).
+    writes = 5 if connection.vendor == "postgresql" else 7
+    statements = recorder.statements
+    assert len(statements) <= WORKER_THREAD + writes, "\n".join(statements)
+    thread.refresh_from_db()
+    assert thread.status == Thread.Status.IDLE
+    assert thread.values["completed_steps"] == [1, 2]  # its first run did step 1
+    assert StateEvent.objects.filter(entity_id=run.pk).count() == 3  # created, running, done
+    events = RunEvent.objects.filter(run=run).order_by("seq").values_list("event", flat=True)
+    assert list(events) == ["metadata", "values", "custom", "progress", "values", "end"]
