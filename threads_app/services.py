@@ -600,8 +600,12 @@ def delete_thread(thread_id, actor=None) -> dict:
     state. A run still going is deleted too: its worker notices at its next step and
     stops (see runtime.RunDeleted)."""
     with transaction.atomic():
-        # The cascade deletes the runs before the thread: lock the thread first by hand.
+        # The cascade deletes the runs before the thread: lock the thread first by hand,
+        # then its runs, so that an event a worker writes meanwhile waits for the delete
+        # (and then finds its run gone) instead of outliving the cascade's delete of the
+        # events, which would make the runs' delete fail.
         Thread.objects.lock(thread_id)
+        list(Run.objects.select_for_update().filter(thread_id=thread_id).values_list("pk"))
         return state.delete_state("thread", thread_id, actor=actor)
 
 
