@@ -35,24 +35,10 @@ DOMAIN_PACKAGES = {"core", "threads_app", "sessions_app", "history_app", "checkp
 # Where the status vocabularies are defined: the kernel's, and history_app's own alert
 # delivery states.
 STATUS_DEFINITIONS = {"core.statuses", "history_app.models"}
-# Moving to api/ / control_room/ in this issue; the coordinator removes this exemption.
-MOVING = {
-    "core.management.commands.load_demo",
-    "history_app.metrics",
-    "threads_app.api",
-    "threads_app.checkpoints_api",
-    "threads_app.streaming",
-    "threads_app.studio",
-}
 
 
 def _exempt(module: str) -> bool:
-    name = module.rpartition(".")[2]
-    return (
-        module in STATUS_DEFINITIONS | MOVING
-        or name.endswith("views")
-        or name.endswith("consumers")
-    )
+    return module in STATUS_DEFINITIONS
 
 
 # Every module of the domain packages (migrations are not in MODULES).
@@ -187,7 +173,7 @@ def _thread_state_writes(path) -> list[str]:
     return sorted(set(found))
 
 
-@pytest.mark.parametrize("module", sorted(set(MODULES) - THREAD_STATE_WRITERS - MOVING))
+@pytest.mark.parametrize("module", sorted(set(MODULES) - THREAD_STATE_WRITERS))
 def test_only_the_lifecycle_sets_a_thread_s_status_values_and_interrupts(module):
     """Every other module asks threads_app.lifecycle (checkpoints_app: core.thread_state)."""
     assert _thread_state_writes(MODULES[module]) == []
