@@ -13,7 +13,8 @@ from control_room import charts
 from core import live
 from core.time import now
 from history_app import services
-from history_app.models import DailyModelUsage
+from history_app.models import DailyModelUsage, LLMCall
+from history_app.recording import MODEL_FIELDS
 
 MAX_DAYS = 366
 
@@ -105,22 +106,7 @@ def usage_export(request):
     rows = (
         DailyModelUsage.objects.filter(day__gte=start, day__lte=end, calls__gt=0)
         .order_by("day", "provider", "model_name", "cost_source")
-        .values_list(
-            "day",
-            "provider",
-            "model_name",
-            "cost_source",
-            "calls",
-            "input_tokens",
-            "output_tokens",
-            "total_tokens",
-            "cache_read_tokens",
-            "cache_write_tokens",
-            "reasoning_tokens",
-            "cost_input",
-            "cost_output",
-            "cost_total",
-        )
+        .values_list("day", "provider", "model_name", "cost_source", *MODEL_FIELDS)
     )
     writer = csv.writer(_Echo())
 
@@ -131,7 +117,7 @@ def usage_export(request):
             row[0] = row[0].isoformat()
             for index in (11, 12, 13):
                 row[index] = f"{row[index]:f}"
-            if row[3] == "unpriced":
+            if row[3] == LLMCall.CostSource.UNPRICED:
                 row[11] = row[12] = row[13] = ""
             yield writer.writerow(row)
 
