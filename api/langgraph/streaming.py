@@ -247,6 +247,20 @@ async def _run_status(run_id) -> str | None:
     return await Run.objects.filter(pk=run_id).values_list("status", flat=True).afirst()
 
 
+def _pushed_status(run_id, message: dict | None) -> str | None:
+    """The status a push to the run's group says the run now has, or None when it says
+    nothing sure of it: no push (a silence or a layer failure), a push of an event, a
+    deletion, or a change without a status. Those are read from the database."""
+    if message is None:
+        return None
+    event = message.get("event") or {}
+    if event.get("type") != "state.changed" or event.get("entity") != "run":
+        return None
+    if event.get("id") != str(run_id) or event.get("kind") == "deleted":
+        return None
+    return event.get("status")
+
+
 def _may_have_ended(message: dict | None) -> bool:
     """Whether a push to the run's group may mean it ended: a change of the run's state
     (its events come before it, while it still runs) or no push at all (a poll)."""
@@ -260,14 +274,20 @@ async def _until_finished(run_id, events: RunEvents):
     """While the run has not finished, yields after each wait: True when it passed
     without a push (POLL_S). Ends once its status is final or it is deleted.
 
-    The status is read again when the run's state changes or after a wait without a
-    push, not at each of its events (the events of a run come first, then the change).
+    A change of the run's state is decided from the status its push carries; the
+    database is read at the start, after a wait without a push, and for a change that
+    carries no status (a deletion), not at each of the run's events (they come first,
+    then the change). A push that arrives out of order can only delay the end by one
+    wait: a final status is never undone, and a silence reads the database.
     """
     status = await _db(_run_status, run_id)
     while status is not None and status not in Run.FINAL_STATUSES:
         message = await events.wait(POLL_S)
         yield message is None
-        if _may_have_ended(message):
+        pushed = _pushed_status(run_id, message)
+        if pushed is not None:
+            status = pushed
+        elif _may_have_ended(message):
             status = await _db(_run_status, run_id)
 
 

@@ -32,7 +32,7 @@ async def eventually(condition, timeout=5.0):
         await asyncio.sleep(0.01)
 
 
-async def test_wait_reads_the_status_when_the_run_changes_not_at_each_event(alice, monkeypatch):
+async def test_wait_reads_the_status_once_and_then_follows_the_pushes(alice, monkeypatch):
     run = await database_sync_to_async(running_run)(alice)
     reads = []
     read_status = streaming._run_status
@@ -61,7 +61,21 @@ async def test_wait_reads_the_status_when_the_run_changes_not_at_each_event(alic
     chunks = await asyncio.wait_for(waiting, 10)
 
     assert json.loads(chunks[-1]) == {}  # the thread's values (none: it never ran)
-    assert len(reads) == 2  # the first read and the one the run's change prompted
+    assert len(reads) == 1  # the first read; the change's push carried its status
+
+
+async def test_wait_reads_the_database_for_a_change_that_carries_no_status(alice, monkeypatch):
+    # A deletion's push says the run's state before it: the database says it is gone.
+    run = await database_sync_to_async(running_run)(alice)
+    monkeypatch.setattr(streaming, "POLL_S", 30.0)
+    waiting = asyncio.ensure_future(streaming.wait_for_end(run.pk, timeout=60))
+    await asyncio.sleep(0.2)
+    await database_sync_to_async(run.thread.delete)()
+    deleted = {"type": "state.changed", "entity": "run", "id": str(run.pk), "kind": "deleted"}
+    await get_channel_layer().group_send(
+        f"run.{run.pk}", realtime.group_message(deleted | {"status": "running"})
+    )
+    await asyncio.wait_for(waiting, 10)
 
 
 async def test_wait_notices_the_end_without_any_push(alice, monkeypatch):
