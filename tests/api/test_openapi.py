@@ -1,5 +1,6 @@
-"""The OpenAPI document (statuses as ints, as ninja builds it) says what every route answers: a schema for each success, a
-text/event-stream for the streams, and the errors each route gives itself."""
+"""The OpenAPI document (statuses as ints, as ninja builds it) says what every route
+answers: a schema for each success, text/event-stream for the streams, and the errors
+each route gives itself."""
 
 import pytest
 
