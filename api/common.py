@@ -16,7 +16,7 @@ from pydantic import ConfigDict, PlainSerializer, WithJsonSchema
 from core.metadata import InvalidJSON, normalize_metadata
 from sessions_app import services as sessions
 from sessions_app.models import Session
-from threads_app import services
+from threads_app import graph_state, services
 from threads_app.models import Run, Thread, Workflow
 
 Json = dict[str, Any]
@@ -77,9 +77,14 @@ def _pk(value, what: str) -> uuid.UUID:
         raise HttpError(404, f"{what} {value} not found") from None
 
 
-def get_thread(request, thread_id) -> Thread:
+def get_thread(request, thread_id, with_state: bool = False) -> Thread:
+    """The caller's thread (404 if it has none of that id); ``with_state`` brings what a
+    read of its current state needs in the same statement."""
+    pk = _pk(thread_id, "Thread")
     threads = services.visible_threads(request.auth).select_related("session", "workflow")
-    thread = threads.filter(pk=_pk(thread_id, "Thread")).first()
+    if with_state:
+        threads = graph_state.with_latest_checkpoint(threads, pk)
+    thread = threads.filter(pk=pk).first()
     if thread is None:
         raise HttpError(404, f"Thread {thread_id} not found")
     return thread

@@ -4,13 +4,16 @@ import re
 import uuid
 from typing import Any
 
+from django.db.models import Exists, JSONField, OuterRef, QuerySet, Subquery
+from django.db.models.fields.json import KT
 from langgraph.errors import InvalidUpdateError
 from langgraph.types import StateSnapshot
 
+from checkpoints_app.models import Checkpoint, CheckpointWrite
 from core import state
 from core.jsonable import to_jsonable
 from threads_app import lifecycle, registry
-from threads_app.models import Thread
+from threads_app.models import Run, Thread
 
 
 def _saver():
@@ -124,8 +127,87 @@ class CheckpointNotFound(LookupError):
     """The thread has no checkpoint with the id asked for."""
 
 
+def with_latest_checkpoint(threads: QuerySet, thread_id) -> QuerySet:
+    """``threads`` (the one of ``thread_id``) with what :func:`current` needs to answer
+    from the thread's cached values, in the same statement: its latest checkpoint (id,
+    parent, metadata, time), whether that checkpoint has pending writes or a checkpoint
+    was written after the thread, and the status of its latest run."""
+    latest = Checkpoint.objects.filter(thread_id=str(thread_id), checkpoint_ns="").order_by(
+        "-checkpoint_id"
+    )
+    return threads.annotate(
+        latest_checkpoint_id=Subquery(latest.values("checkpoint_id")[:1]),
+        latest_parent_id=Subquery(latest.values("parent_checkpoint_id")[:1]),
+        latest_metadata=Subquery(latest.values("metadata")[:1], output_field=JSONField()),
+        latest_ts=Subquery(latest.annotate(ts=KT("checkpoint__ts")).values("ts")[:1]),
+        latest_has_writes=Exists(
+            CheckpointWrite.objects.filter(
+                thread_id=str(thread_id),
+                checkpoint_ns="",
+                checkpoint_id=Subquery(latest.values("checkpoint_id")[:1]),
+            )
+        ),
+        written_after=Exists(
+            Checkpoint.objects.filter(
+                thread_id=str(thread_id), created_at__gt=OuterRef("updated_at")
+            )
+        ),
+        last_run_status=Subquery(
+            Run.objects.filter(thread=OuterRef("pk")).order_by("-created_at").values("status")[:1]
+        ),
+    )
+
+
+def _cached(thread: Thread) -> dict | None:
+    """The thread's state now from its row (see :func:`with_latest_checkpoint`), or None
+    when the row cannot say it: it must be idle after a successful run (so nothing is
+    left to run and nothing waits), its values cached whole, its latest checkpoint
+    written before the thread's last change and with no pending writes, and its graph
+    one this server has."""
+    if not hasattr(thread, "latest_checkpoint_id"):
+        return None
+    ready = (
+        thread.status == Thread.Status.IDLE
+        and thread.last_run_status == Run.Status.SUCCESS
+        and thread.latest_checkpoint_id
+        and not thread.latest_has_writes
+        and not thread.written_after
+        and not thread.interrupts
+        and isinstance(thread.values, dict)
+        and "__truncated__" not in thread.values
+        and thread.workflow_id
+        and thread.workflow.graph_id in registry.graph_ids()
+    )
+    if not ready:
+        return None
+    thread_id = str(thread.pk)
+
+    def ref(checkpoint_id):
+        return _checkpoint(
+            {"configurable": {"thread_id": thread_id, "checkpoint_id": checkpoint_id}}
+        )
+
+    return {
+        "values": thread.values,
+        "next": [],
+        "checkpoint": ref(thread.latest_checkpoint_id),
+        "metadata": thread.latest_metadata,
+        "created_at": thread.latest_ts,
+        "parent_checkpoint": ref(thread.latest_parent_id) if thread.latest_parent_id else None,
+        "tasks": [],
+        "interrupts": [],
+    }
+
+
 def current(thread: Thread, checkpoint=None, subgraphs: bool = False) -> dict:
-    """The thread's state now, or at ``checkpoint`` (CheckpointNotFound if it has none)."""
+    """The thread's state now, or at ``checkpoint`` (CheckpointNotFound if it has none).
+
+    The state now, without subgraphs, is answered from the thread's row when it can say
+    it (a thread read through :func:`with_latest_checkpoint`), else by LangGraph."""
+    if checkpoint is None and not subgraphs:
+        cached = _cached(thread)
+        if cached is not None:
+            return cached
     config = _config(thread, checkpoint)
     checkpoint_id = config["configurable"].get("checkpoint_id")
     if checkpoint_id and _saver().get_tuple(config) is None:

@@ -243,7 +243,8 @@ def copy_thread(request, thread_id: str):
     summary="The thread's current state",
 )
 def thread_state(request, thread_id: str, subgraphs: bool = False):
-    return graph_state.current(get_thread(request, thread_id), subgraphs=subgraphs)
+    thread = get_thread(request, thread_id, with_state=not subgraphs)
+    return graph_state.current(thread, subgraphs=subgraphs)
 
 
 def _state_at(thread: Thread, checkpoint, subgraphs: bool) -> Json:
