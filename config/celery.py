@@ -18,7 +18,14 @@ app.autodiscover_tasks()
 def release_task_connections(task=None, **kwargs) -> None:
     """A task's connections as a request's: obsolete or broken ones closed, pooled ones
     returned to the pool (settings.CELERY_DB_REUSE_MAX says why Celery's own close is
-    held back). An eager task runs inside its caller, whose connection it leaves alone."""
+    held back). An eager task runs inside its caller, whose connection it leaves alone.
+
+    Celery's Django fixup closes Django's pool in each prefork child (and every
+    2 x CELERY_DB_REUSE_MAX tasks); the pool Django then makes again gets the idle-only
+    check too, or every lend in a worker would cost a round trip."""
     if task is not None and getattr(task.request, "is_eager", False):
         return
     close_old_connections()
+    from checkpoints_app.connections import check_django_pools_when_idle
+
+    check_django_pools_when_idle()

@@ -248,3 +248,22 @@ def test_djangos_pool_lends_a_connection_used_just_now_without_a_check(
 
     # The first lend of the pool's connection is checked; the next ones, at once, are not.
     assert found == {"installed": True, "checks": 1, "connections": 1}
+
+
+def test_djangos_pool_made_again_in_a_worker_keeps_the_idle_only_check(
+    on_postgres, transactional_db
+):
+    """Celery's fixup closes Django's pool in a prefork child (celery#10554); the task
+    hooks give the pool Django makes again the idle-only check, not one per lend."""
+    script = (
+        "from django.db import connection\n"
+        "from checkpoints_app.connections import check_when_idle\n"
+        "from config.celery import release_task_connections\n"
+        "before = connection.pool._check is check_when_idle\n"
+        "connection.close_pool()  # what the fixup does in a forked worker\n"
+        "fresh = connection.pool._check is check_when_idle\n"
+        "release_task_connections()  # task_prerun\n"
+        "after = connection.pool._check is check_when_idle\n"
+        "print(before, fresh, after)\n"
+    )
+    assert run_with_djangos_pool(script) == "True False True"
