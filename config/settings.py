@@ -215,13 +215,14 @@ if CELERY_BROKER_URL.startswith("memory://"):
 CELERY_DB_REUSE_MAX = 1000
 
 if REDIS_URL:
+    # Redis pub/sub: a push to a group is one PUBLISH, delivered to the server processes
+    # whose pages or waiting requests follow it (nothing is kept for a listener that is
+    # not there: pages and streams re-read the database when they connect).
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
             "CONFIG": {
                 "hosts": [REDIS_URL],
-                "capacity": env_int("CHANNELS_CAPACITY", 1000),
-                "expiry": 30,
                 "prefix": env_str("CHANNELS_PREFIX", "statehouse"),
             },
         }

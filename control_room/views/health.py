@@ -3,11 +3,11 @@
 import asyncio
 import hmac
 import logging
-import uuid
 
 from asgiref.sync import sync_to_async
 from channels import DEFAULT_CHANNEL_LAYER
 from channels.layers import channel_layers
+from channels_redis.pubsub import RedisPubSubChannelLayer
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.db import connections
@@ -63,10 +63,8 @@ def _check_broker() -> None:
 
 
 def channel_layer_for_check():
-    """A channel layer instance of the check's own, closed after it. On the process's
-    shared layer the check's receive waited behind the live feeds' pending receives
-    (channels_redis has one receive loop per layer), and after Redis came back it timed
-    out there: the check failed for as long as any stream was open."""
+    """A channel layer instance of the check's own, closed after it: the check neither
+    waits behind the process's live feeds nor leaves its connection to them."""
     if DEFAULT_CHANNEL_LAYER not in settings.CHANNEL_LAYERS:
         return None
     return channel_layers.make_backend(DEFAULT_CHANNEL_LAYER)
@@ -77,16 +75,16 @@ async def _check_channel_layer() -> None:
     if layer is None:
         raise RuntimeError("no channel layer configured")
     try:
-        channel = f"healthz.{uuid.uuid4().hex}"  # a plain channel: no shared receive loop
+        # Listening first: a pub/sub layer delivers only to channels already listened to.
+        channel = await layer.new_channel("healthz.")
         token = now().isoformat()
         await layer.send(channel, {"type": "healthz.ping", "token": token})
         message = await layer.receive(channel)
         if message.get("token") != token:
             raise RuntimeError("the channel layer returned another message")
     finally:
-        close = getattr(layer, "close_pools", None)
-        if close is not None:
-            await close()
+        if isinstance(layer, RedisPubSubChannelLayer):
+            await layer.flush()  # this layer's flush closes its connection (nothing else)
 
 
 async def _run_check(name: str, check, thread_sensitive: bool = False) -> tuple[str, bool]:

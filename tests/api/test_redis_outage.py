@@ -271,7 +271,7 @@ def redis_down_everywhere(settings, unreachable_broker):
     settings.CELERY_BROKER_URL = CLOSED
     settings.CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
             "CONFIG": {"hosts": [CLOSED]},
         }
     }
@@ -295,7 +295,7 @@ async def test_healthz_is_200_again_once_redis_is_back(settings, private_redis):
     """In one event loop, as in a server process (the layer keeps its connections)."""
     settings.CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
             "CONFIG": {"hosts": [private_redis.url]},
         }
     }
@@ -322,7 +322,7 @@ async def test_healthz_is_200_again_once_redis_is_back(settings, private_redis):
     finally:
         feed.cancel()
         await asyncio.gather(feed, return_exceptions=True)
-        await shared.close_pools()
+        await shared.flush()
 
 
 def test_reads_answer_while_redis_is_down(alice, redis_down_everywhere, user_throttle, monkeypatch):
@@ -340,6 +340,7 @@ def fresh_pusher(monkeypatch):
     monkeypatch.setattr(realtime, "_senders", {})
     monkeypatch.setattr(realtime, "_server_loop", None)
     monkeypatch.setattr(realtime, "_background_loop", None)
+    monkeypatch.setattr(realtime, "_publisher", None)
     yield
     loop = realtime._background_loop
     if loop is not None:

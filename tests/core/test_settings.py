@@ -164,7 +164,9 @@ def test_in_memory_transports_warn_when_debug_is_off(settings):
 def test_real_transports_do_not_warn(settings):
     settings.DEBUG = False
     settings.CELERY_BROKER_URL = "redis://127.0.0.1:6379/0"
-    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer"}}
+    settings.CHANNEL_LAYERS = {
+        "default": {"BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer"}
+    }
     assert embedded_transports_in_production(None) == []
 
 
