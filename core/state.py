@@ -113,6 +113,7 @@ class _Spec:
     attnames: tuple[str, ...]
     writable: dict[str, models.Field]  # accepted change key -> field
     json_fields: frozenset[str]
+    fields: dict[str, models.Field]  # attname -> concrete field
 
 
 _SYSTEM_FIELDS = frozenset({"id", "version", "created_at", "updated_at"})
@@ -133,6 +134,7 @@ def _spec(model: type[StatefulModel]) -> _Spec:
         attnames=tuple(f.attname for f in fields),
         writable=writable,
         json_fields=frozenset(f.attname for f in fields if isinstance(f, models.JSONField)),
+        fields={f.attname: f for f in fields},
     )
 
 
@@ -255,6 +257,22 @@ def _prepare(
     return old, new, changed
 
 
+@cache
+def _cas_sql(model: type[StatefulModel], changed: tuple[str, ...]) -> str:
+    """The compare-and-set UPDATE of ``changed`` (attnames), built once per model and
+    set of fields: the model's table and column names and placeholders only (the values
+    are bound, prepared by their fields as the ORM prepares them). Parameters: the new
+    version, ``updated_at``, the changed values, the id and the version read.
+
+    Written out rather than built by the ORM: every state change is one, and compiling
+    an UPDATE cost about 0.5 ms of CPU each time."""
+    fields = _spec(model).fields
+    names = ("version", "updated_at", *changed)
+    sets = ", ".join(f'"{fields[name].column}" = %s' for name in names)
+    meta = model._meta
+    return f'UPDATE "{meta.db_table}" SET {sets} WHERE "{meta.pk.column}" = %s AND "version" = %s'  # noqa: S608
+
+
 def _write(
     model, obj: StatefulModel, new: dict[str, Any], changed: list[str], moment, db: str
 ) -> StateConflict | None:
@@ -262,12 +280,15 @@ def _write(
     was read at, and bump it (``obj`` and ``new`` too); the conflict if another writer
     changed the row since (``obj`` keeps its version then)."""
     current = obj.version
-    values = {name: getattr(obj, name) for name in changed}
-    written = (
-        model._base_manager.using(db)
-        .filter(pk=obj.pk, version=current)
-        .update(version=current + 1, updated_at=moment, **values)
-    )
+    connection = connections[db]
+    fields = _spec(model).fields
+    params = [current + 1, fields["updated_at"].get_db_prep_save(moment, connection)]
+    names = tuple(dict.fromkeys(changed))
+    params += [fields[name].get_db_prep_save(getattr(obj, name), connection) for name in names]
+    params += [model._meta.pk.get_db_prep_value(obj.pk, connection), current]
+    with connection.cursor() as cursor:
+        cursor.execute(_cas_sql(model, names), params)
+        written = cursor.rowcount
     if written != 1:
         actual = (
             model._base_manager.using(db)
