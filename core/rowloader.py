@@ -1,5 +1,5 @@
 """A speed-up that reaches into Django's internals: loading one row by primary key with
-SQL the ORM compiled once.
+SQL the ORM compiled once (``row_loader``; ``one_row`` for a queryset of any shape).
 
 Why: ``Model.objects.get(pk=...)`` builds, clones and compiles its query on every call,
 about 0.6 ms of CPU, a third of a whole state update. ``bench/state_bus.py`` measures
@@ -14,12 +14,17 @@ triples whose ``target.attname`` names the columns in order (every concrete fiel
 loader that would select fewer, deferring some, refuses to be built),
 ``get_converters()`` maps positions to ``(converters, expression)``, each converter is
 called as ``convert(value, expression, connection)``, and ``Model.from_db`` builds the
-instance.
+instance. ``one_row`` also relies on what ``ModelIterable`` uses: the compiler's
+``klass_info`` and ``annotation_col_map`` once ``as_sql()`` ran, and
+``get_related_populators`` for the ``select_related`` rows.
 """
 
 import uuid
+from collections.abc import Callable
 
-from django.db import models
+from django.db import NotSupportedError, models
+from django.db.models.query import QuerySet, get_related_populators
+from django.db.transaction import TransactionManagementError
 
 _CACHE_ATTRIBUTE = "_statehouse_row_loaders"
 
@@ -72,3 +77,81 @@ def row_loader(model: type[models.Model], connection) -> RowLoader:
     if loader is None:
         loader = per_model[model] = RowLoader(model, connection)
     return loader
+
+
+# The primary key a query is compiled with, found again among its parameters.
+_MARKER = uuid.UUID("5e1ec7ed-0000-4000-8000-00000000c0de")
+
+
+class OneRow:
+    """The first row of a queryset filtered on a primary key, its SQL compiled once.
+
+    ``build(pk)`` returns the queryset (a ``filter(pk=pk)`` with select_related,
+    annotations or a lock, say); it is compiled for ``_MARKER`` and each ``fetch`` binds
+    another key in its place and builds the instances as the ORM's ``ModelIterable``
+    does (the row's model, its select_related models, its annotations).
+    """
+
+    def __init__(self, build: Callable[[object], QuerySet], connection):
+        queryset = build(_MARKER)
+        if not queryset.ordered:
+            queryset = queryset.order_by("pk")  # as QuerySet.first()
+        query = queryset[:1].query
+        model = queryset.model
+        compiler = query.get_compiler(connection=connection)
+        self.sql, params = compiler.as_sql()
+        self.pk_field = model._meta.pk
+        marker = self.pk_field.get_db_prep_value(_MARKER, connection)
+        positions = [i for i, param in enumerate(params) if param == marker]
+        if len(positions) != 1:
+            raise NotSupportedError("the query must take the primary key once")
+        self.params, self.position = list(params), positions[0]
+        self.connection = connection
+        features = connection.features
+        # As the compiler: a lock outside a transaction is refused where there are locks.
+        self.for_update = (
+            query.select_for_update
+            and features.has_select_for_update
+            and features.supports_transactions
+        )
+        select, klass_info = compiler.select, compiler.klass_info
+        start, end = klass_info["select_fields"][0], klass_info["select_fields"][-1] + 1
+        self.model, self.model_slice = klass_info["model"], slice(start, end)
+        self.init_list = [column.target.attname for column, _, _ in select[start:end]]
+        self.related_populators = get_related_populators(klass_info, select, connection.alias)
+        self.annotations = list(compiler.annotation_col_map.items())
+        self.converters = compiler.get_converters([column for column, _, _ in select])
+
+    def fetch(self, pk: object) -> models.Model | None:
+        connection = self.connection
+        if self.for_update and connection.get_autocommit():
+            raise TransactionManagementError(
+                "select_for_update cannot be used outside of a transaction."
+            )
+        params = list(self.params)
+        params[self.position] = self.pk_field.get_db_prep_value(pk, connection)
+        with connection.cursor() as cursor:
+            cursor.execute(self.sql, params)
+            row = cursor.fetchone()
+        if row is None:
+            return None
+        row = list(row)
+        for position, (converters, expression) in self.converters.items():
+            for convert in converters:
+                row[position] = convert(row[position], expression, connection)
+        obj = self.model.from_db(connection.alias, self.init_list, row[self.model_slice])
+        for populator in self.related_populators:
+            populator.populate(row, obj)
+        for name, position in self.annotations:
+            setattr(obj, name, row[position])
+        return obj
+
+
+def one_row(build: Callable[[object], QuerySet], connection) -> OneRow:
+    """``build``'s query on this connection, compiled at its first use there (kept on
+    the connection wrapper, as the row loaders are)."""
+    per_build = connection.__dict__.setdefault(_CACHE_ATTRIBUTE, {})
+    prepared = per_build.get(build)
+    if prepared is None:
+        prepared = per_build[build] = OneRow(build, connection)
+    return prepared

@@ -1,0 +1,109 @@
+"""core.rowloader.one_row: a queryset compiled once and fetched by primary key must give
+what the ORM gives (the row, its select_related rows, its annotations), and these tests
+fail when a Django upgrade changes the internals it uses."""
+
+import uuid
+
+import pytest
+from django.db import connection, transaction
+from django.db.models import Exists, OuterRef, Value
+from django.db.transaction import TransactionManagementError
+
+from core import state
+from core.rowloader import OneRow, one_row
+from tests.factories import make_session, make_thread, make_workflow
+from threads_app import runtime, services
+from threads_app.models import Run
+
+
+def _with_everything(pk):
+    later = Run.objects.filter(
+        thread_id=OuterRef("thread_id"), created_at__gt=OuterRef("created_at")
+    )
+    return (
+        Run.objects.select_related("thread__session", "workflow")
+        .annotate(later=Exists(later), label=Value("x"))
+        .filter(pk=pk)
+    )
+
+
+@pytest.fixture
+def runs(alice, monkeypatch):
+    monkeypatch.setattr(services, "enqueue", lambda *args, **kwargs: None)
+    thread = make_thread(make_session(alice), make_workflow("pipeline"))
+    return [services.create_run(thread, input={"steps": 1}) for _ in range(2)]
+
+
+def _fields(obj):
+    return {field.attname: getattr(obj, field.attname) for field in obj._meta.concrete_fields}
+
+
+def test_a_fetch_gives_what_the_orm_gives(runs):
+    for run in runs:
+        fetched = one_row(_with_everything, connection).fetch(run.pk)
+        expected = _with_everything(run.pk).first()
+
+        assert _fields(fetched) == _fields(expected)
+        assert (fetched.later, fetched.label) == (expected.later, expected.label)
+        assert _fields(fetched.thread) == _fields(expected.thread)
+        assert _fields(fetched.thread.session) == _fields(expected.thread.session)
+        assert _fields(fetched.workflow) == _fields(expected.workflow)
+        assert fetched._state.db == expected._state.db
+        assert not fetched._state.adding
+    assert [one_row(_with_everything, connection).fetch(run.pk).later for run in runs] == [
+        True,
+        False,
+    ]
+
+
+def test_a_fetch_takes_a_string_key_and_finds_nothing_for_a_missing_one(runs):
+    prepared = one_row(_with_everything, connection)
+
+    assert prepared.fetch(str(runs[0].pk)).pk == runs[0].pk
+    assert prepared.fetch(uuid.uuid4()) is None
+
+
+def test_the_statement_is_the_orms_own(runs):
+    prepared = OneRow(_with_everything, connection)
+    queryset = _with_everything(runs[0].pk)  # ordered as QuerySet.first() orders it
+    assert queryset.ordered
+    sql, _ = queryset[:1].query.get_compiler(connection=connection).as_sql()
+
+    assert prepared.sql == sql
+    assert one_row(_with_everything, connection) is one_row(_with_everything, connection)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_locking_query_needs_a_transaction(runs):
+    with (
+        pytest.raises(TransactionManagementError)
+        if connection.features.has_select_for_update
+        else _nothing()
+    ):
+        one_row(runtime._finish_query, connection).fetch(runs[0].pk)
+    with transaction.atomic():
+        locked = one_row(runtime._finish_query, connection).fetch(runs[0].pk)
+    assert locked.thread.pk == runs[0].thread_id
+
+
+def test_the_claim_sees_a_run_ahead(runs):
+    with transaction.atomic():
+        first, second = (runtime._claimed(run.pk) for run in runs)
+    assert (first.blocked, second.blocked) == (False, True)
+    assert second.thread.session.pk == runs[1].thread.session_id
+
+
+def test_the_key_must_be_a_parameter_once():
+    def twice(pk):
+        return state.entity_model("run").objects.filter(pk=pk, thread__runs__pk=pk)
+
+    with pytest.raises(Exception, match="primary key once"):
+        OneRow(twice, connection)
+
+
+class _nothing:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
