@@ -22,7 +22,7 @@ instance. ``one_row`` also relies on what ``ModelIterable`` uses: the compiler's
 import uuid
 from collections.abc import Callable
 
-from django.db import NotSupportedError, models
+from django.db import NotSupportedError, connections, models
 from django.db.models.query import QuerySet, get_related_populators
 from django.db.transaction import TransactionManagementError
 
@@ -149,7 +149,9 @@ class OneRow:
 
 def one_row(build: Callable[[object], QuerySet], connection) -> OneRow:
     """``build``'s query on this connection, compiled at its first use there (kept on
-    the connection wrapper, as the row loaders are)."""
+    the connection wrapper, as the row loaders are; given ``django.db.connection``,
+    the proxy, the wrapper it stands for in this thread)."""
+    connection = connections[connection.alias]
     per_build = connection.__dict__.setdefault(_CACHE_ATTRIBUTE, {})
     prepared = per_build.get(build)
     if prepared is None:

@@ -250,7 +250,8 @@ def _prepare(
         raise StateConflict(entity_type, obj.pk, expected_version, obj.version)
     old = to_state(obj)
     touched = _apply(obj, entity_type, changes)
-    new = to_state(obj)
+    # Only the touched fields were set (and cleaned): the others are as in ``old``.
+    new = old | {name: _plain(getattr(obj, name)) for name in touched}
     changed = [name for name in touched if old[name] != new[name]]
     if changed:
         _check_size(entity_type, new)

@@ -2,6 +2,7 @@
 what the ORM gives (the row, its select_related rows, its annotations), and these tests
 fail when a Django upgrade changes the internals it uses."""
 
+import threading
 import uuid
 
 import pytest
@@ -107,3 +108,26 @@ class _nothing:
 
     def __exit__(self, *exc):
         return False
+
+
+@pytest.mark.django_db(transaction=True)
+def test_each_thread_has_its_own_on_its_own_connection():
+    from django.db import connections
+
+    with transaction.atomic():  # a locking query is compiled in a transaction only
+        mine = one_row(runtime._finish_query, connection)
+    assert mine.connection is connections["default"]
+    theirs = []
+
+    def other():
+        try:
+            with transaction.atomic():
+                theirs.append(one_row(runtime._finish_query, connection))
+        finally:
+            connections.close_all()
+
+    worker = threading.Thread(target=other)
+    worker.start()
+    worker.join()
+    assert theirs[0] is not mine
+    assert theirs[0].connection is not mine.connection
