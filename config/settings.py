@@ -254,6 +254,10 @@ STATEHOUSE_HEARTBEAT_S = env_float("STATEHOUSE_HEARTBEAT_S", 0)  # 0: a third of
 STATEHOUSE_SWEEP_INTERVAL_S = env_float("STATEHOUSE_SWEEP_INTERVAL_S", 10.0)
 STATEHOUSE_RUN_MAX_ATTEMPTS = env_int("STATEHOUSE_RUN_MAX_ATTEMPTS", 3)
 STATEHOUSE_RUN_TIMEOUT_S = env_float("STATEHOUSE_RUN_TIMEOUT_S", 3600.0)
+# runs/wait on a thread free to start it: executed by the server process that waits,
+# under the same lease, heartbeat and sweeper as in a worker (threads_app/inprocess.py);
+# off, every run goes to the workers.
+STATEHOUSE_WAITED_RUNS_IN_SERVER = env_bool("STATEHOUSE_WAITED_RUNS_IN_SERVER", True)
 # A pending run nobody picked up for this long is enqueued again (a lost message).
 STATEHOUSE_PENDING_RESEND_S = env_float("STATEHOUSE_PENDING_RESEND_S", 60.0)
 # The stuck-work page lists a pending run not taken by a worker within this long.

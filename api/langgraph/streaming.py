@@ -326,21 +326,51 @@ async def _final_output(run_id) -> Json:
     return await read()
 
 
-async def _wait_body(run_id):
-    """Whitespace keep-alives while the run runs, then the JSON result."""
+async def _wait_body(run_id, execution: asyncio.Future | None = None):
+    """Whitespace keep-alives while the run runs, then the JSON result. With
+    ``execution`` (execute_here's), the run's end is known when it returns; a run sent to
+    the workers instead is followed."""
     heartbeat = settings.STATEHOUSE_SSE_HEARTBEAT_S
     try:
-        async with RunEvents(run_id) as events:
-            waited = 0.0
-            async for idle in _until_finished(run_id, events):
-                waited = waited + POLL_S if idle else 0.0
-                if waited >= heartbeat:
-                    waited = 0.0
+        outcome = None
+        if execution is not None:
+            while not execution.done():
+                await asyncio.wait({execution}, timeout=heartbeat)
+                if not execution.done():
                     yield b"\n"
+            outcome = execution.result()
+        if outcome not in (*Run.FINAL_STATUSES, "deleted"):
+            async with RunEvents(run_id) as events:
+                waited = 0.0
+                async for idle in _until_finished(run_id, events):
+                    waited = waited + POLL_S if idle else 0.0
+                    if waited >= heartbeat:
+                        waited = 0.0
+                        yield b"\n"
         body = await _db(_final_output, run_id)
     except DatabaseLost:
         body = {"__error__": _lost(run_id)}
     yield json.dumps(body, default=str).encode()
+
+
+# Runs executed by this process, kept until done (the loop holds tasks weakly): a client
+# that goes away does not stop its run (on_disconnect "cancel" cancels it).
+_executing: set[asyncio.Future] = set()
+
+
+def execute_here(run_id) -> asyncio.Future:
+    """Start executing the run (created without being sent to the workers) in this
+    process (threads_app/inprocess.py); its outcome once done."""
+    from threads_app import inprocess
+
+    # A thread of the loop's executor, not the request's: the run outlives the request
+    # when its client goes away.
+    execution = asyncio.ensure_future(
+        sync_to_async(inprocess.execute_here, thread_sensitive=False)(run_id)
+    )
+    _executing.add(execution)
+    execution.add_done_callback(_executing.discard)
+    return execution
 
 
 def locations(run: Run, tail: str = "") -> dict[str, str]:
@@ -358,10 +388,13 @@ def with_headers(response, headers: dict[str, str]):
     return response
 
 
-def wait_response(request, run: Run, cancel: bool) -> StreamingHttpResponse:
+def wait_response(
+    request, run: Run, cancel: bool, execution: asyncio.Future | None = None
+) -> StreamingHttpResponse:
     """The run's final output (as /join answers it) once it ends; with ``cancel``, the
-    run is cancelled if the client goes away first."""
-    body = _cancel_when_gone(_wait_body(run.pk), request, run, cancel)
+    run is cancelled if the client goes away first. ``execution``: execute_here's, for
+    a run this process executes."""
+    body = _cancel_when_gone(_wait_body(run.pk, execution), request, run, cancel)
     response = StreamingHttpResponse(body, content_type="application/json")
     return with_headers(response, locations(run, "/join"))
 
