@@ -14,10 +14,15 @@ sent to the workers (``runtime.release_for_retry``). A run that cannot start her
 (its thread busy with another run, say) is sent to the workers. Either way the request
 then follows the run as it follows any other.
 
-``STATEHOUSE_WAITED_RUNS_IN_SERVER = False`` sends every run to the workers.
+A server process executes at most STATEHOUSE_SERVER_RUN_SLOTS runs at once, in threads
+of its own (not the event loop's executor, which other work needs): with every slot
+taken, a waited run goes to the workers. ``STATEHOUSE_WAITED_RUNS_IN_SERVER = False``
+sends every run to the workers.
 """
 
 import logging
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from django.conf import settings
 from django.db import close_old_connections, connection
@@ -31,8 +36,42 @@ logger = logging.getLogger(__name__)
 SENT = "sent"
 
 
-def enabled() -> bool:
-    return settings.STATEHOUSE_WAITED_RUNS_IN_SERVER
+_lock = threading.Lock()
+_executor: ThreadPoolExecutor | None = None
+_taken = 0
+
+
+def reserve() -> bool:
+    """Take a slot for a run about to be created to be executed here (see start); False
+    when none is free or executing here is turned off: the run goes to the workers."""
+    global _taken
+    slots = settings.STATEHOUSE_SERVER_RUN_SLOTS
+    if not settings.STATEHOUSE_WAITED_RUNS_IN_SERVER or slots <= 0:
+        return False
+    with _lock:
+        if _taken >= slots:
+            return False
+        _taken += 1
+        return True
+
+
+def release() -> None:
+    """Give back a slot reserve() took (start gives it back when its run is done)."""
+    global _taken
+    with _lock:
+        _taken -= 1
+
+
+def start(run_id) -> Future:
+    """Execute the run (created without being sent, a slot reserved for it) in one of
+    this process's run threads; the future's result is execute_here's."""
+    global _executor
+    with _lock:
+        if _executor is None:
+            _executor = ThreadPoolExecutor(thread_name_prefix="statehouse-run")
+    execution = _executor.submit(execute_here, run_id)
+    execution.add_done_callback(lambda _: release())
+    return execution
 
 
 def execute_here(run_id) -> str:

@@ -359,15 +359,11 @@ _executing: set[asyncio.Future] = set()
 
 
 def execute_here(run_id) -> asyncio.Future:
-    """Start executing the run (created without being sent to the workers) in this
-    process (threads_app/inprocess.py); its outcome once done."""
+    """Start executing the run (created without being sent to the workers, a slot
+    reserved for it) in this process (threads_app/inprocess.py); its outcome once done."""
     from threads_app import inprocess
 
-    # A thread of the loop's executor, not the request's: the run outlives the request
-    # when its client goes away.
-    execution = asyncio.ensure_future(
-        sync_to_async(inprocess.execute_here, thread_sensitive=False)(run_id)
-    )
+    execution = asyncio.wrap_future(inprocess.start(run_id))
     _executing.add(execution)
     execution.add_done_callback(_executing.discard)
     return execution
