@@ -117,11 +117,15 @@ def _applicable(user_id, session_id):
     return Budget.objects.filter(match, is_active=True)
 
 
+def blocking(user_id, session_id):
+    """The active ``block`` budgets of this user or this session, as a queryset (the
+    ids may be OuterRef: a run's creation asks whether any exists in its thread's read)."""
+    return _applicable(user_id, session_id).filter(action=Budget.Action.BLOCK)
+
+
 def applicable(user_id, session_id, *, blocking_only: bool = False):
     """Active budgets that count the spending of this user or this session."""
-    budgets = _applicable(user_id, session_id)
-    if blocking_only:
-        budgets = budgets.filter(action=Budget.Action.BLOCK)
+    budgets = blocking(user_id, session_id) if blocking_only else _applicable(user_id, session_id)
     return list(budgets.order_by("pk"))
 
 

@@ -11,8 +11,9 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Exists, F, OuterRef, Q
 
+from checkpoints_app.models import Checkpoint
 from core import state
 from core.ids import system_assistant_id
 from core.metadata import InvalidJSON, normalize_metadata
@@ -135,6 +136,13 @@ def visible_workflows(user):
     if user.is_active and user.is_staff:
         return Workflow.objects.all()
     return Workflow.objects.filter(Q(is_system=True) | Q(owner=user))
+
+
+def may_use_workflow(user, workflow: Workflow) -> bool:
+    """Whether ``workflow`` is one of ``visible_workflows(user)``, said of a loaded row."""
+    if user.is_active and user.is_staff:
+        return True
+    return workflow.is_system or workflow.owner_id == user.pk
 
 
 def resolve_workflow(ref: Any, user=None) -> Workflow:
@@ -290,22 +298,63 @@ def _interrupt_nodes(name: str, nodes, graph) -> list[str] | str | None:
 
 def _has_checkpoint(thread: Thread, checkpoint_id: str | None = None) -> bool:
     """Whether the thread has a checkpoint (that one, given its id)."""
-    from checkpoints_app.saver import DjangoSaver
-
-    configurable = {"thread_id": str(thread.pk), "checkpoint_ns": ""}
+    checkpoints = Checkpoint.objects.filter(thread_id=str(thread.pk), checkpoint_ns="")
     if checkpoint_id:
-        configurable["checkpoint_id"] = checkpoint_id
-    return DjangoSaver().get_tuple({"configurable": configurable}) is not None
+        checkpoints = checkpoints.filter(checkpoint_id=checkpoint_id)
+    return checkpoints.exists()
 
 
-def _check_input(graph, value, first_run: bool) -> None:
+def _check_input(graph, value, thread: Thread) -> None:
+    """The input as validate_input checks it, the required keys only on the thread's
+    first run: the checkpoint is looked for only when the first run's check refuses it
+    (missing keys), since that check adds to the other's."""
     from threads_app.validation import validate_input
 
-    validate_input(graph, value, first_run=first_run)
+    try:
+        validate_input(graph, value, first_run=True)
+    except InvalidRun:
+        if not _has_checkpoint(thread):
+            raise
+        validate_input(graph, value, first_run=False)
+
+
+def _lock_for_run(thread_id, user) -> Thread | None:
+    """The thread locked (None if it is gone, or ``user`` may not see it), in one
+    statement with its workflow, its session's owner and whether a blocking budget
+    applies to them (BudgetExceeded needs more reads only then)."""
+    from history_app.budgets import blocking
+
+    threads = Thread.objects.all() if user is None else visible_threads(user)
+    budgets = blocking(OuterRef("session__owner_id"), OuterRef("session_id"))
+    threads = threads.select_related("workflow").select_for_update(of=("self",))
+    threads = threads.annotate(session_owner_id=F("session__owner_id"), budgeted=Exists(budgets))
+    try:
+        return threads.get(pk=thread_id)
+    except Thread.DoesNotExist:
+        return None
+
+
+def _run_workflow(ref, thread: Thread, user) -> Workflow:
+    """resolve_workflow(ref, user), taken from the locked thread's row when ``ref``
+    names the thread's workflow rather than read again."""
+    own = thread.workflow
+    if own is None or isinstance(ref, Workflow):
+        return resolve_workflow(ref, user=user)
+    text = str(ref)
+    if text in registry.graph_ids():
+        named = system_assistant_id(text) == own.pk
+    else:
+        try:
+            named = uuid.UUID(text) == own.pk
+        except ValueError:
+            named = False
+    if named and (user is None or may_use_workflow(user, own)):
+        return own
+    return resolve_workflow(ref, user=user)
 
 
 def create_run(
-    thread: Thread,
+    thread: Thread | uuid.UUID | str,
     *,
     workflow=None,
     input: Any = None,
@@ -324,13 +373,79 @@ def create_run(
     max_attempts: int | None = None,
     extra_kwargs: dict | None = None,
     actor=None,
+    user=None,
 ) -> Run:
-    """Validate and create a pending run on ``thread``; it is enqueued after commit.
+    """Validate and create a pending run on ``thread`` (a Thread or its id); it is
+    enqueued after commit.
 
-    Raises InvalidRun or WorkflowNotFound for a bad request and RunRejected for the
-    ``reject`` strategy on a busy thread; in every case nothing is written.
+    With ``user`` (the API's callers), the thread and the workflow are ones ``user``
+    may see: ThreadNotFound or WorkflowNotFound ("Assistant ... not found") otherwise.
+    Raises InvalidRun or WorkflowNotFound for a bad request, BudgetExceeded, and
+    RunRejected for the ``reject`` strategy on a busy thread; in every case nothing is
+    written. Everything is checked under the thread's lock, taken first: the thread is
+    read once, and a run created meanwhile is seen by the multitask rules.
     """
-    workflow = resolve_workflow(workflow or thread.workflow_id or "")
+    thread_id = thread.pk if isinstance(thread, Thread) else thread
+    with transaction.atomic():
+        locked = _lock_for_run(thread_id, user)
+        if locked is None:
+            if user is not None:
+                raise ThreadNotFound(f"Thread {thread_id} not found")
+            raise state.EntityNotFound("thread", thread_id)
+        # The API names its assistant; the other callers may leave it to the thread.
+        ref = workflow if user is not None else workflow or locked.workflow_id or ""
+        try:
+            workflow = _run_workflow(ref, locked, user)
+        except WorkflowNotFound:
+            if user is None:
+                raise
+            raise WorkflowNotFound(f"Assistant {workflow} not found") from None
+        run = _validated_run(
+            locked,
+            workflow,
+            input=input,
+            command=command,
+            config=config,
+            context=context,
+            metadata=metadata,
+            stream_mode=stream_mode,
+            stream_subgraphs=stream_subgraphs,
+            interrupt_before=interrupt_before,
+            interrupt_after=interrupt_after,
+            checkpoint_id=checkpoint_id,
+            multitask_strategy=multitask_strategy,
+            after_seconds=after_seconds,
+            timeout_s=timeout_s,
+            max_attempts=max_attempts,
+            extra_kwargs=extra_kwargs,
+            actor=actor,
+        )
+        transaction.on_commit(lambda: enqueue(run.pk, countdown=after_seconds))
+    return run
+
+
+def _validated_run(
+    locked: Thread,
+    workflow: Workflow,
+    *,
+    input,
+    command,
+    config,
+    context,
+    metadata,
+    stream_mode,
+    stream_subgraphs,
+    interrupt_before,
+    interrupt_after,
+    checkpoint_id,
+    multitask_strategy,
+    after_seconds,
+    timeout_s,
+    max_attempts,
+    extra_kwargs,
+    actor,
+) -> Run:
+    """create_run's checks and writes, on the thread it locked."""
     try:
         graph = registry.load_graph(workflow.graph_id, config or {})
     except registry.GraphNotFound as exc:
@@ -366,70 +481,62 @@ def create_run(
         "context": context or None,
         **(extra_kwargs or {}),
     }
-    if checkpoint_id and not _has_checkpoint(thread, checkpoint_id):
-        raise InvalidRun(f"checkpoint_id: thread {thread.pk} has no checkpoint {checkpoint_id!r}")
+    if checkpoint_id and not _has_checkpoint(locked, checkpoint_id):
+        raise InvalidRun(f"checkpoint_id: thread {locked.pk} has no checkpoint {checkpoint_id!r}")
     if input is not None:
-        _check_input(graph, input, first_run=not _has_checkpoint(thread))
-    if (
-        command
-        and "resume" in command
-        and not _has_checkpoint(thread)
-        and not thread.runs.filter(status__in=ACTIVE_RUN_STATUSES).exists()
-    ):
+        _check_input(graph, input, locked)
+    active = locked.runs.filter(status__in=ACTIVE_RUN_STATUSES)
+    if command and "resume" in command and not _has_checkpoint(locked) and not active.exists():
         raise InvalidRun(
-            f"command.resume: thread {thread.pk} has nothing to resume (no run has started it)"
+            f"command.resume: thread {locked.pk} has nothing to resume (no run has started it)"
         )
-    _check_budgets(thread)
-
-    with transaction.atomic():
-        locked = Thread.objects.lock(thread.pk)
-        if locked is None:
-            raise state.EntityNotFound("thread", thread.pk)
-        active = list(locked.runs.filter(status__in=ACTIVE_RUN_STATUSES).order_by("created_at"))
-        if active and multitask_strategy == Run.MultitaskStrategy.REJECT:
+    if locked.budgeted:
+        _check_budgets(locked)
+    if multitask_strategy != Run.MultitaskStrategy.ENQUEUE:
+        # Read after the lock: a run created meanwhile (its creator held it) is seen.
+        active_ids = list(active.order_by("created_at").values_list("pk", flat=True))
+        if active_ids and multitask_strategy == Run.MultitaskStrategy.REJECT:
             raise RunRejected(
-                f"thread {thread.pk} is busy with run {active[0].pk}; "
+                f"thread {locked.pk} is busy with run {active_ids[0]}; "
                 "multitask_strategy 'reject' refuses a second run"
             )
         if multitask_strategy in CANCEL_ACTIONS:
-            for other in active:
-                cancel_run(other.pk, action=multitask_strategy, actor=actor)
-        # As LangGraph Server: the thread's stored metadata names the graph and assistant
-        # of its latest run (so a metadata search finds it), and a thread belongs to the
-        # graph of its first run.
-        thread_changes: dict[str, Any] = {}
-        named = {"graph_id": workflow.graph_id, "assistant_id": str(workflow.pk)}
-        if any(locked.metadata.get(key) != value for key, value in named.items()):
-            thread_changes["metadata"] = locked.metadata | named
-        if locked.workflow_id is None:
-            thread_changes["workflow"] = workflow
-        if thread_changes:
-            state.update_state("thread", locked.pk, thread_changes, actor=actor)
-        run = state.create_state(
-            "run",
-            {
-                "thread": locked,
-                "workflow": workflow,
-                "input": input,
-                "command": command,
-                "config": config or {},
-                "metadata": metadata,
-                "kwargs": kwargs,
-                "multitask_strategy": multitask_strategy,
-                "not_before": now() + timedelta(seconds=after_seconds) if after_seconds else None,
-                "max_attempts": max_attempts or settings.STATEHOUSE_RUN_MAX_ATTEMPTS,
-            },
-            actor=actor,
-        )
-        transaction.on_commit(lambda: enqueue(run.pk, countdown=after_seconds))
-    return run
+            for other_id in active_ids:
+                cancel_run(other_id, action=multitask_strategy, actor=actor)
+    # As LangGraph Server: the thread's stored metadata names the graph and assistant
+    # of its latest run (so a metadata search finds it), and a thread belongs to the
+    # graph of its first run.
+    thread_changes: dict[str, Any] = {}
+    named = {"graph_id": workflow.graph_id, "assistant_id": str(workflow.pk)}
+    if any(locked.metadata.get(key) != value for key, value in named.items()):
+        thread_changes["metadata"] = locked.metadata | named
+    if locked.workflow_id is None:
+        thread_changes["workflow"] = workflow
+    if thread_changes:
+        state.update_state("thread", locked.pk, thread_changes, actor=actor)
+    return state.create_state(
+        "run",
+        {
+            "thread": locked,
+            "workflow": workflow,
+            "input": input,
+            "command": command,
+            "config": config or {},
+            "metadata": metadata,
+            "kwargs": kwargs,
+            "multitask_strategy": multitask_strategy,
+            "not_before": now() + timedelta(seconds=after_seconds) if after_seconds else None,
+            "max_attempts": max_attempts or settings.STATEHOUSE_RUN_MAX_ATTEMPTS,
+        },
+        actor=actor,
+    )
 
 
 def _check_budgets(thread: Thread) -> None:
     """Budgets set to block refuse new runs (BudgetExceeded, before anything is written)."""
     from history_app.budgets import check_budgets
 
-    check_budgets(thread.session.owner_id, thread.session_id)
+    check_budgets(thread.session_owner_id, thread.session_id)
 
 
 def start_next_run(thread_id) -> None:

@@ -23,7 +23,6 @@ from api.common import (
     Time,
     get_run,
     get_thread,
-    get_workflow,
     page_size,
 )
 from api.langgraph.streaming import (
@@ -36,7 +35,7 @@ from api.langgraph.streaming import (
     with_headers,
 )
 from threads_app import services
-from threads_app.models import Run, Thread, Workflow
+from threads_app.models import Run, Thread
 
 router = Router()
 
@@ -166,14 +165,16 @@ def _run_options(body: RunCreate) -> Json:
     return {key: value for key, value in options.items() if value is not None}
 
 
-def _start_run(request, thread: Thread, body: RunCreate, workflow: Workflow) -> Run:
+def _start_run(request, thread: Thread | uuid.UUID, body: RunCreate) -> Run:
+    """The run, on the caller's thread (a Thread or its id) and assistant: create_run
+    reads both, and answers 404 for those the caller may not see."""
     command = body.command.model_dump(exclude_none=True) if body.command else None
     checkpoint_id = body.checkpoint_id or (body.checkpoint or {}).get("checkpoint_id")
     # useStream resumes with {"input": {}, "command": {...}}: an empty input is no input.
     graph_input = None if command is not None and body.input in ({}, None) else body.input
     return services.create_run(
         thread,
-        workflow=workflow,
+        workflow=body.assistant_id,
         input=graph_input,
         command=command,
         config=body.config,
@@ -188,6 +189,7 @@ def _start_run(request, thread: Thread, body: RunCreate, workflow: Workflow) -> 
         after_seconds=body.after_seconds,
         extra_kwargs=_run_options(body),
         actor=request.auth,
+        user=request.auth,
     )
 
 
@@ -200,23 +202,25 @@ def _create_run(request, thread_id: str | None, body: RunCreate) -> Run:
     """
     if thread_id is not None:
         try:
-            thread = get_thread(request, thread_id)
-        except HttpError:
-            if body.if_not_exists != "create":
-                raise
-        else:
-            return _start_run(request, thread, body, get_workflow(request, body.assistant_id))
-        try:
-            uuid.UUID(thread_id)
+            pk = uuid.UUID(thread_id)
         except ValueError:
-            raise HttpError(422, "thread_id must be a UUID") from None
+            pk = None
+        if pk is not None:
+            try:
+                return _start_run(request, pk, body)
+            except services.ThreadNotFound:
+                pass
+        if body.if_not_exists != "create":
+            raise HttpError(404, f"Thread {thread_id} not found")
+        if pk is None:
+            raise HttpError(422, "thread_id must be a UUID")
     metadata = {}
     if thread_id is None and body.on_completion != "keep":
         metadata["temporary"] = True  # deleted after the run finishes
     with transaction.atomic():
         # Another owner's thread of that id is not found (never said to exist).
         thread = services.create_thread_for(request.auth, thread_id, metadata)
-        return _start_run(request, thread, body, get_workflow(request, body.assistant_id))
+        return _start_run(request, thread, body)
 
 
 CREATED = {200: RunOut, 404: Detail, 409: Detail, 422: Invalid, 429: Detail}
