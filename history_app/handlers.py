@@ -12,7 +12,8 @@ from history_app.models import StateEvent
 _BATCH = 50
 
 
-def _state_event(change: StateChange) -> StateEvent:
+def _state_event(change: StateChange) -> dict:
+    """The change's StateEvent, as its fields' values by attname (the id aside)."""
     if change.kind == "updated":
         old = {name: change.old_state[name] for name in change.changed_fields}
         new = {name: change.new_state[name] for name in change.changed_fields}
@@ -20,18 +21,18 @@ def _state_event(change: StateChange) -> StateEvent:
         old, new = change.old_state, change.new_state
     state = change.state
     session_id = change.entity_id if change.entity_type == "session" else state.get("session_id")
-    return StateEvent(
-        entity_type=change.entity_type,
-        entity_id=change.entity_id,
-        session_id=session_id,
-        kind=change.kind,
-        version=change.version,
-        changed_fields=list(change.changed_fields),
-        old=old,
-        new=new,
-        actor=change.actor,
-        created_at=change.timestamp,
-    )
+    return {
+        "entity_type": change.entity_type,
+        "entity_id": change.entity_id,
+        "session_id": session_id,
+        "kind": change.kind,
+        "version": change.version,
+        "changed_fields": list(change.changed_fields),
+        "old": old,
+        "new": new,
+        "actor": change.actor,
+        "created_at": change.timestamp,
+    }
 
 
 @cache
@@ -63,7 +64,7 @@ def record_state_events(sender, changes: list[StateChange], **kwargs) -> None:
         for start in range(0, len(events), _BATCH):
             batch = events[start : start + _BATCH]
             params = [
-                field.get_db_prep_save(getattr(event, field.attname), connection)
+                field.get_db_prep_save(event[field.attname], connection)
                 for event in batch
                 for field in fields
             ]
