@@ -374,9 +374,11 @@ def create_run(
     extra_kwargs: dict | None = None,
     actor=None,
     user=None,
+    send: bool = True,
 ) -> Run:
     """Validate and create a pending run on ``thread`` (a Thread or its id); it is
-    enqueued after commit.
+    enqueued after commit (unless not ``send``: a server that executes it itself,
+    threads_app/inprocess.py).
 
     With ``user`` (the API's callers), the thread and the workflow are ones ``user``
     may see: ThreadNotFound or WorkflowNotFound ("Assistant ... not found") otherwise.
@@ -420,7 +422,8 @@ def create_run(
             extra_kwargs=extra_kwargs,
             actor=actor,
         )
-        transaction.on_commit(lambda: enqueue(run.pk, countdown=after_seconds))
+        if send:
+            transaction.on_commit(lambda: enqueue(run.pk, countdown=after_seconds))
     return run
 
 

@@ -27,6 +27,7 @@ from api.common import (
 )
 from api.langgraph.streaming import (
     EVENT_STREAM,
+    execute_here,
     locations,
     stream_modes,
     stream_response,
@@ -34,7 +35,7 @@ from api.langgraph.streaming import (
     wait_response,
     with_headers,
 )
-from threads_app import services
+from threads_app import inprocess, services
 from threads_app.models import Run, Thread
 
 router = Router()
@@ -165,7 +166,7 @@ def _run_options(body: RunCreate) -> Json:
     return {key: value for key, value in options.items() if value is not None}
 
 
-def _start_run(request, thread: Thread | uuid.UUID, body: RunCreate) -> Run:
+def _start_run(request, thread: Thread | uuid.UUID, body: RunCreate, send: bool = True) -> Run:
     """The run, on the caller's thread (a Thread or its id) and assistant: create_run
     reads both, and answers 404 for those the caller may not see."""
     command = body.command.model_dump(exclude_none=True) if body.command else None
@@ -190,12 +191,14 @@ def _start_run(request, thread: Thread | uuid.UUID, body: RunCreate) -> Run:
         extra_kwargs=_run_options(body),
         actor=request.auth,
         user=request.auth,
+        send=send,
     )
 
 
-def _create_run(request, thread_id: str | None, body: RunCreate) -> Run:
+def _create_run(request, thread_id: str | None, body: RunCreate, send: bool = True) -> Run:
     """The run on the caller's thread ``thread_id``, or on a thread created for it (a
-    stateless run's own, when ``thread_id`` is None, or ``if_not_exists: "create"``).
+    stateless run's own, when ``thread_id`` is None, or ``if_not_exists: "create"``);
+    sent to the workers unless not ``send`` (see _wait).
 
     A created thread (and its session) commits with the run or not at all: a request
     that fails validation writes nothing.
@@ -207,7 +210,7 @@ def _create_run(request, thread_id: str | None, body: RunCreate) -> Run:
             pk = None
         if pk is not None:
             try:
-                return _start_run(request, pk, body)
+                return _start_run(request, pk, body, send)
             except services.ThreadNotFound:
                 pass
         if body.if_not_exists != "create":
@@ -220,7 +223,21 @@ def _create_run(request, thread_id: str | None, body: RunCreate) -> Run:
     with transaction.atomic():
         # Another owner's thread of that id is not found (never said to exist).
         thread = services.create_thread_for(request.auth, thread_id, metadata)
-        return _start_run(request, thread, body)
+        return _start_run(request, thread, body, send)
+
+
+async def _wait(request, thread_id: str | None, body: RunCreate):
+    """A waited run starting now is executed by this server process, not sent to the
+    workers (threads_app/inprocess.py says why and what keeps it durable)."""
+    here = not body.after_seconds and inprocess.reserve()
+    try:
+        run = await sync_to_async(_create_run)(request, thread_id, body, send=not here)
+    except BaseException:
+        if here:
+            inprocess.release()
+        raise
+    execution = execute_here(run.pk) if here else None
+    return wait_response(request, run, body.on_disconnect == "cancel", execution)
 
 
 CREATED = {200: RunOut, 404: Detail, 409: Detail, 422: Invalid, 429: Detail}
@@ -274,8 +291,7 @@ async def stream_run(request, thread_id: str, body: RunCreate):
 )
 async def wait_run(request, thread_id: str, body: RunCreate):
     """The run's final output, as ``/join`` answers it."""
-    run = await sync_to_async(_create_run)(request, thread_id, body)
-    return wait_response(request, run, body.on_disconnect == "cancel")
+    return await _wait(request, thread_id, body)
 
 
 @router.post("/runs", response=CREATED, summary="Create a stateless background run")
@@ -301,8 +317,7 @@ async def stream_stateless_run(request, body: RunCreate):
 @router.post("/runs/wait", response=WAITED, summary="Create a stateless run and wait for it")
 async def wait_stateless_run(request, body: RunCreate):
     """The run's final output, as ``/join`` answers it."""
-    run = await sync_to_async(_create_run)(request, None, body)
-    return wait_response(request, run, body.on_disconnect == "cancel")
+    return await _wait(request, None, body)
 
 
 @router.post(

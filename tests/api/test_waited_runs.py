@@ -1,0 +1,186 @@
+"""runs/wait executes a run that can start now in the server process that waits for it
+(threads_app/inprocess.py), under the same claim and lease as a worker; any other run,
+or every run with STATEHOUSE_WAITED_RUNS_IN_SERVER off, goes to the workers."""
+
+import asyncio
+import json
+import os
+import socket
+import threading
+
+import httpx
+import pytest
+from django.db import OperationalError
+
+from api.langgraph import streaming
+from core import state
+from core.apikeys import create_api_key
+from core.asgi_handler import SyncChainASGIHandler
+from tests.factories import make_session, make_thread, make_workflow
+from threads_app import broker, inprocess, runtime, services
+from threads_app.models import Run
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def sent(monkeypatch):
+    """Runs sent to the workers; with ``sent.execute`` a stand-in worker thread executes
+    each as the Celery task does."""
+
+    class Calls(list):
+        execute = False
+
+    calls = Calls()
+
+    def send_run(run_id, countdown=None):
+        calls.append(run_id)
+        if calls.execute:
+            threading.Timer(countdown or 0, runtime.execute_run, args=(run_id,)).start()
+        return True
+
+    monkeypatch.setattr(broker, "send_run", send_run)
+    return calls
+
+
+@pytest.fixture
+def api(alice):
+    """The server's ASGI handler, called in this process."""
+    transport = httpx.ASGITransport(app=SyncChainASGIHandler())
+    headers = {"X-Api-Key": create_api_key(alice)[1]}
+    return httpx.AsyncClient(transport=transport, base_url="http://testserver", headers=headers)
+
+
+@pytest.fixture
+def thread(alice):
+    return make_thread(make_session(alice), make_workflow("pipeline"))
+
+
+async def _wait(api, path, body) -> dict:
+    response = await api.post(path, json=body)
+    assert response.status_code == 200
+    return json.loads(response.content)
+
+
+def _run(thread) -> Run:
+    return Run.objects.get(thread=thread)
+
+
+async def test_a_waited_run_is_executed_by_the_server_process(api, thread, sent):
+    body = {"assistant_id": "pipeline", "input": {"steps": 2}}
+
+    values = await _wait(api, f"/api/threads/{thread.pk}/runs/wait", body)
+
+    run = await Run.objects.aget(thread=thread)
+    assert values["steps"] == 2
+    assert run.status == Run.Status.SUCCESS
+    assert run.attempt == 1
+    assert run.claimed_by.startswith(f"{socket.gethostname()}:{os.getpid()}:")
+    assert sent == []  # never sent to the workers
+
+
+async def test_a_stateless_waited_run_too(api, sent):
+    values = await _wait(api, "/api/runs/wait", {"assistant_id": "pipeline", "input": {"steps": 1}})
+
+    assert values["steps"] == 1
+    assert sent == []
+
+
+async def test_with_the_setting_off_the_run_goes_to_the_workers(api, thread, sent, settings):
+    settings.STATEHOUSE_WAITED_RUNS_IN_SERVER = False
+    sent.execute = True
+    body = {"assistant_id": "pipeline", "input": {"steps": 1}}
+
+    values = await _wait(api, f"/api/threads/{thread.pk}/runs/wait", body)
+
+    run = await Run.objects.aget(thread=thread)
+    assert values["steps"] == 1
+    assert sent == [run.pk]
+
+
+async def test_a_run_due_later_goes_to_the_workers(api, thread, sent):
+    sent.execute = True
+    body = {"assistant_id": "pipeline", "input": {"steps": 1}, "after_seconds": 0.1}
+
+    values = await _wait(api, f"/api/threads/{thread.pk}/runs/wait", body)
+
+    assert values["steps"] == 1
+    assert len(sent) >= 1
+
+
+def test_a_run_behind_another_is_sent_to_the_workers(thread, sent):
+    first = services.create_run(thread, input={"steps": 1}, send=False)
+    state.update_state("run", first.pk, {"status": "running"})
+    second = services.create_run(thread, input={"steps": 1}, send=False)
+
+    assert inprocess.execute_here(second.pk) == inprocess.SENT
+
+    assert sent == [second.pk]
+    assert Run.objects.get(pk=second.pk).status == Run.Status.PENDING
+
+
+def test_a_claim_that_meets_a_database_error_sends_the_run_to_the_workers(
+    thread, sent, monkeypatch
+):
+    run = services.create_run(thread, input={"steps": 1}, send=False)
+
+    def claim_fails(run_id, worker):
+        raise OperationalError("the database went away")
+
+    monkeypatch.setattr(runtime, "claim_run", claim_fails)
+
+    assert inprocess.execute_here(run.pk) == inprocess.SENT
+    assert sent == [run.pk]
+
+
+def test_a_run_created_to_be_executed_here_is_not_sent(thread, sent):
+    run = services.create_run(thread, input={"steps": 1}, send=False)
+
+    assert sent == []
+    assert inprocess.execute_here(run.pk) == Run.Status.SUCCESS
+    assert Run.objects.get(pk=run.pk).status == Run.Status.SUCCESS
+    assert sent == []
+
+
+async def test_the_run_goes_on_when_its_client_goes_away(api, thread, sent):
+    request = api.post(
+        f"/api/threads/{thread.pk}/runs/wait",
+        json={"assistant_id": "pipeline", "input": {"steps": 3, "delay_s": 0.2}},
+    )
+    waiting = asyncio.ensure_future(request)
+    await asyncio.sleep(0.3)
+    waiting.cancel()  # the client is gone before the end
+    await asyncio.gather(waiting, return_exceptions=True)
+
+    for execution in list(streaming._executing):
+        await execution
+    run = await Run.objects.aget(thread=thread)
+    assert run.status == Run.Status.SUCCESS
+    assert sent == []
+
+
+async def test_with_every_slot_taken_the_run_goes_to_the_workers(api, thread, sent, settings):
+    settings.STATEHOUSE_SERVER_RUN_SLOTS = 1
+    assert inprocess.reserve()  # another run holds the only slot
+    sent.execute = True
+    try:
+        body = {"assistant_id": "pipeline", "input": {"steps": 1}}
+        values = await _wait(api, f"/api/threads/{thread.pk}/runs/wait", body)
+    finally:
+        inprocess.release()
+
+    run = await Run.objects.aget(thread=thread)
+    assert values["steps"] == 1
+    assert sent == [run.pk]
+
+
+async def test_slots_are_given_back_after_runs_and_refused_requests(api, thread, sent):
+    body = {"assistant_id": "pipeline", "input": {"steps": 1}}
+    await _wait(api, f"/api/threads/{thread.pk}/runs/wait", body)
+    refused = await api.post(
+        f"/api/threads/{thread.pk}/runs/wait", json=body | {"assistant_id": "no-such-graph"}
+    )
+
+    assert refused.status_code == 404
+    assert inprocess._taken == 0
+    assert sent == []
