@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.http import HttpResponse
 from ninja import Query, Router, Schema, Status
 from ninja.errors import HttpError
@@ -226,12 +226,26 @@ def _create_run(request, thread_id: str | None, body: RunCreate, send: bool = Tr
         return _start_run(request, thread, body, send)
 
 
+@sync_to_async
+def _create_followed_run(request, thread_id: str | None, body: RunCreate, send: bool = True):
+    """_create_run for a request that then follows the run (waits for it or streams it).
+    Its database connection goes back to the pool at once rather than when the response
+    ends: a request waiting on a run would otherwise hold one for as long as the run
+    goes, and with runs executed by the server (inprocess) the waits could take every
+    connection the runs need."""
+    try:
+        return _create_run(request, thread_id, body, send=send)
+    finally:
+        if not connection.in_atomic_block:  # a test's transaction stays open
+            connection.close()
+
+
 async def _wait(request, thread_id: str | None, body: RunCreate):
     """A waited run starting now is executed by this server process, not sent to the
     workers (threads_app/inprocess.py says why and what keeps it durable)."""
     here = not body.after_seconds and inprocess.reserve()
     try:
-        run = await sync_to_async(_create_run)(request, thread_id, body, send=not here)
+        run = await _create_followed_run(request, thread_id, body, send=not here)
     except BaseException:
         if here:
             inprocess.release()
@@ -280,7 +294,7 @@ def list_runs(
     summary="Create a run and stream it",
 )
 async def stream_run(request, thread_id: str, body: RunCreate):
-    run = await sync_to_async(_create_run)(request, thread_id, body)
+    run = await _create_followed_run(request, thread_id, body)
     cancel = body.on_disconnect == "cancel"
     modes = stream_modes(body.stream_mode)
     return stream_response(request, run, modes, 0, body.stream_subgraphs, cancel)
@@ -308,7 +322,7 @@ def create_stateless_run(request, body: RunCreate, response: HttpResponse):
     summary="Create a stateless run and stream it",
 )
 async def stream_stateless_run(request, body: RunCreate):
-    run = await sync_to_async(_create_run)(request, None, body)
+    run = await _create_followed_run(request, None, body)
     cancel = body.on_disconnect == "cancel"
     modes = stream_modes(body.stream_mode)
     return stream_response(request, run, modes, 0, body.stream_subgraphs, cancel)
