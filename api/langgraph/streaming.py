@@ -22,6 +22,7 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
+from django.db import connection
 from django.db.models import Max
 from django.http import StreamingHttpResponse
 from langchain_core.messages import BaseMessageChunk, message_chunk_to_message, messages_from_dict
@@ -30,6 +31,7 @@ from ninja.errors import HttpError
 
 from api.common import Detail, Invalid, Json, get_run, get_thread
 from core import state
+from core.rowloader import one_row
 from threads_app import services
 from threads_app.models import Run, RunEvent, Thread
 from threads_app.streaming import STREAM_MODES
@@ -305,12 +307,16 @@ async def wait_for_end(run_id, timeout: float) -> None:
 # --- waiting: /wait and /join -------------------------------------------------------
 
 
+def _run_with_thread(run_id):
+    return Run.objects.select_related("thread").filter(pk=run_id)
+
+
 async def _final_output(run_id) -> Json:
     """What /wait and /join return: the thread's values, or the run's error."""
 
     @sync_to_async
     def read():
-        run = Run.objects.select_related("thread").filter(pk=run_id).first()
+        run = one_row(_run_with_thread, connection).fetch(run_id)
         if run is None:
             return {"__error__": _deleted(run_id)}
         if run.status in (Run.Status.ERROR, Run.Status.TIMEOUT):
