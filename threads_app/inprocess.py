@@ -77,23 +77,26 @@ def start(run_id) -> Future:
 def execute_here(run_id) -> str:
     """Claim and execute the pending run ``run_id`` in this thread (created without being
     sent to the workers). Returns its final status as ``runtime.execute_run`` does, or
-    SENT when it could not start here (not claimable now, or the claim met a database
-    error) and was sent to the workers; a second sending is harmless (the claim is a
+    SENT when it did not start here and is the workers' to run.
+
+    A run not claimed ("skipped") needs no sending: queued behind another run of its
+    thread, it is sent when that one finishes (``services.start_next_run``), as a run
+    created while its thread is busy always is; cancelled or deleted first, there is
+    nothing to run. A claim that met a database error is sent (a worker's task retries
+    it), as the Celery task's retry would; a second sending is harmless (the claim is a
     compare-and-set)."""
     close_old_connections()
     try:
         try:
             outcome = runtime.execute_run(run_id)
         except runtime.DatabaseUnavailable:
-            outcome = "skipped"
+            enqueue(run_id)
+            return SENT
         except Exception:
             # Not the graph's error (execute_run records those): the run's lease runs out
             # and the sweeper gives it to a worker; the request follows it meanwhile.
             logger.exception("run %s: executing it in the server failed", run_id)
             return SENT
-        if outcome == "skipped":
-            enqueue(run_id)
-            return SENT
-        return outcome
+        return SENT if outcome == "skipped" else outcome
     finally:
         connection.close()  # back to the pool: this thread serves other runs later

@@ -108,15 +108,19 @@ async def test_a_run_due_later_goes_to_the_workers(api, thread, sent):
     assert len(sent) >= 1
 
 
-def test_a_run_behind_another_is_sent_to_the_workers(thread, sent):
+def test_a_run_behind_another_is_left_to_that_runs_finish(thread, sent):
     first = services.create_run(thread, input={"steps": 1}, send=False)
     state.update_state("run", first.pk, {"status": "running"})
     second = services.create_run(thread, input={"steps": 1}, send=False)
 
     assert inprocess.execute_here(second.pk) == inprocess.SENT
-
-    assert sent == [second.pk]
+    assert sent == []  # not yet: its thread is busy
     assert Run.objects.get(pk=second.pk).status == Run.Status.PENDING
+
+    # What the first run's finish does once it commits.
+    state.update_state("run", first.pk, {"status": "success"})
+    services.start_next_run(thread.pk)
+    assert sent == [second.pk]
 
 
 def test_a_claim_that_meets_a_database_error_sends_the_run_to_the_workers(
