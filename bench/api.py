@@ -3,7 +3,9 @@
 Three servers, each serving langgraph.json's demo graphs, measured one after the other:
 
 - Statehouse in production mode: uvicorn (2 processes) + 2 Celery worker processes on
-  PostgreSQL and a Redis server of the bench's own (or BENCH_REDIS_URL);
+  PostgreSQL and a Redis server of the bench's own (or BENCH_REDIS_URL), as deployed: a
+  waited run that can start at once is executed by the server process that waits for
+  it (threads_app/inprocess.py), one queued behind another run of its thread by a worker;
 - Aegra (aegra-api from PyPI, FastAPI on PostgreSQL, runs executed in the server
   processes), 2 uvicorn processes with uvloop and httptools, on a database of its own
   (BENCH_AEGRA_DATABASE_URL), installed into var/bench/aegra-venv on first use;
