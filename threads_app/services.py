@@ -10,13 +10,14 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Exists, F, OuterRef, Q
 
 from checkpoints_app.models import Checkpoint
 from core import state
 from core.ids import system_assistant_id
 from core.metadata import InvalidJSON, normalize_metadata
+from core.rowloader import one_row
 from core.time import now
 from threads_app import lifecycle, registry
 from threads_app.errors import InvalidRun
@@ -318,20 +319,29 @@ def _check_input(graph, value, thread: Thread) -> None:
         validate_input(graph, value, first_run=False)
 
 
-def _lock_for_run(thread_id, user) -> Thread | None:
-    """The thread locked (None if it is gone, or ``user`` may not see it), in one
-    statement with its workflow, its session's owner and whether a blocking budget
-    applies to them (BudgetExceeded needs more reads only then)."""
+def _run_thread_query(thread_id):
+    """The thread locked, with its workflow, its session's owner and whether a blocking
+    budget applies to them (BudgetExceeded needs more reads only then)."""
     from history_app.budgets import blocking
 
-    threads = Thread.objects.all() if user is None else visible_threads(user)
     budgets = blocking(OuterRef("session__owner_id"), OuterRef("session_id"))
-    threads = threads.select_related("workflow").select_for_update(of=("self",))
-    threads = threads.annotate(session_owner_id=F("session__owner_id"), budgeted=Exists(budgets))
-    try:
-        return threads.get(pk=thread_id)
-    except Thread.DoesNotExist:
-        return None
+    return (
+        Thread.objects.select_related("workflow")
+        .select_for_update(of=("self",))
+        .annotate(session_owner_id=F("session__owner_id"), budgeted=Exists(budgets))
+        .filter(pk=thread_id)
+    )
+
+
+def _lock_for_run(thread_id, user) -> Thread | None:
+    """``_run_thread_query``'s thread, its SQL compiled once per connection
+    (core.rowloader); None if it is gone or ``user`` may not see it (visible_threads,
+    said from the row so that every caller's statement is the same: another owner's
+    thread is locked only until the refusal rolls back)."""
+    thread = one_row(_run_thread_query, connection).fetch(thread_id)
+    if thread is None or user is None or (user.is_active and user.is_staff):
+        return thread
+    return thread if thread.session_owner_id == user.pk else None
 
 
 def _run_workflow(ref, thread: Thread, user) -> Workflow:

@@ -7,6 +7,7 @@ first run, and give simple values (numbers, strings, booleans, lists of them) of
 declared type. Complex values (messages, nested models) are left to the graph.
 """
 
+import json
 from functools import lru_cache
 from typing import Any
 
@@ -24,6 +25,16 @@ def _schema(graph) -> dict | None:
         return graph.get_input_jsonschema()
     except Exception:
         return None  # a schema pydantic cannot describe: check nothing beyond "an object"
+
+
+@lru_cache(maxsize=256)
+def _validator(field: str):
+    """A validator of the field's schema (given as JSON), checked and built once:
+    jsonschema.validate checks the schema itself at every call."""
+    schema = json.loads(field)
+    kind = jsonschema.validators.validator_for(schema)
+    kind.check_schema(schema)
+    return kind(schema)
 
 
 def _is_simple(schema: dict) -> bool:
@@ -59,7 +70,8 @@ def validate_input(graph, value: Any, first_run: bool = True) -> None:
         field = properties.get(key, {})
         if not _is_simple(field):
             continue
-        try:
-            jsonschema.validate(to_jsonable(item), field)
-        except jsonschema.ValidationError as exc:
-            raise InvalidRun(f"input.{key}: {exc.message}") from None
+        validator = _validator(json.dumps(field, sort_keys=True))
+        # The error jsonschema.validate raises.
+        error = jsonschema.exceptions.best_match(validator.iter_errors(to_jsonable(item)))
+        if error is not None:
+            raise InvalidRun(f"input.{key}: {error.message}")

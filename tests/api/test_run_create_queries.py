@@ -121,3 +121,11 @@ def test_a_used_up_blocking_budget_refuses_the_run(client, thread, alice):
     assert response.status_code == 429
     assert "Session cap" in response.json()["detail"]
     assert Run.objects.filter(thread=thread).count() == 2
+
+
+def test_staff_may_start_a_run_on_anyones_thread(thread, staff, monkeypatch):
+    monkeypatch.setattr(services, "enqueue", lambda *args, **kwargs: None)
+    ops = Client(headers={"X-Api-Key": create_api_key(staff)[1]})
+    response = post(ops, thread.pk)
+    assert response.status_code == 200, response.content
+    assert Run.objects.get(pk=response.json()["run_id"]).thread_id == thread.pk
