@@ -485,7 +485,7 @@ def _finish_query(run_id):
 
 def _cancel_request(run_id) -> tuple[str] | None:
     """The run's ``cancel_requested`` (in a 1-tuple), None if it is gone: read at each
-    step, with SQL written once (the ORM compiled its query at each step)."""
+    step with a written-out SELECT (the ORM compiled its query at each step)."""
     meta = Run._meta
     column = meta.get_field("cancel_requested").column
     sql = f'SELECT "{column}" FROM "{meta.db_table}" WHERE "{meta.pk.column}" = %s'  # noqa: S608
