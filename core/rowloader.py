@@ -1,5 +1,6 @@
 """A speed-up that reaches into Django's internals: loading one row by primary key with
-SQL the ORM compiled once (``row_loader``; ``one_row`` for a queryset of any shape).
+SQL the ORM compiled once (``row_loader``; ``one_row`` for a queryset of any shape;
+``row_where`` for one filtered on a few values, a unique column say).
 
 Why: ``Model.objects.get(pk=...)`` builds, clones and compiles its query on every call,
 about 0.6 ms of CPU, a third of a whole state update. ``bench/state_bus.py`` measures
@@ -156,4 +157,105 @@ def one_row(build: Callable[[object], QuerySet], connection) -> OneRow:
     prepared = per_build.get(build)
     if prepared is None:
         prepared = per_build[build] = OneRow(build, connection)
+    return prepared
+
+
+def _marker(field: models.Field, index: int):
+    """A value of ``field``'s kind that no real query binds, to find its parameter by."""
+    kind = field.get_internal_type()
+    if kind == "UUIDField":
+        return uuid.UUID(int=_MARKER.int + 1 + index)
+    if kind in ("AutoField", "BigAutoField", "IntegerField", "BigIntegerField"):
+        return -0x5E1EC7ED00 - index
+    if kind in ("CharField", "TextField"):
+        return f"{_MARKER}:{index}"
+    raise NotSupportedError(f"no marker for a {kind}")
+
+
+class RowWhere:
+    """The first row of a queryset filtered on a few values rather than one primary key
+    (a unique column; a key and the owner its row must have, say), compiled once and
+    built as :class:`OneRow` builds its rows.
+
+    ``build(*markers)`` returns the queryset for one marker per field of ``fields`` (a
+    value of that field's kind); ``fetch(*values)`` binds each value, prepared by its
+    field, wherever its marker was bound (a value may be bound more than once), and runs
+    it on the calling thread's connection of the alias it was compiled for. Nothing in
+    it changes once built, so threads share it.
+    """
+
+    def __init__(self, build: Callable[..., QuerySet], fields, connection):
+        fields = tuple(fields)
+        markers = [_marker(field, index) for index, field in enumerate(fields)]
+        queryset = build(*markers)
+        if not queryset.ordered:
+            queryset = queryset.order_by("pk")  # as QuerySet.first()
+        query = queryset[:1].query
+        compiler = query.get_compiler(connection=connection)
+        self.sql, params = compiler.as_sql()
+        self.params = tuple(params)
+        self.bindings = []
+        for field, marker in zip(fields, markers, strict=True):
+            prepared = field.get_db_prep_value(marker, connection)
+            positions = [i for i, param in enumerate(params) if param == prepared]
+            if not positions:
+                raise NotSupportedError(f"the query does not take {field.name}")
+            self.bindings.append((field, positions))
+        self.alias = connection.alias
+        features = connection.features
+        self.for_update = (
+            query.select_for_update
+            and features.has_select_for_update
+            and features.supports_transactions
+        )
+        select, klass_info = compiler.select, compiler.klass_info
+        start, end = klass_info["select_fields"][0], klass_info["select_fields"][-1] + 1
+        self.model, self.model_slice = klass_info["model"], slice(start, end)
+        self.init_list = [column.target.attname for column, _, _ in select[start:end]]
+        self.related_populators = get_related_populators(klass_info, select, connection.alias)
+        self.annotations = list(compiler.annotation_col_map.items())
+        self.converters = compiler.get_converters([column for column, _, _ in select])
+
+    def fetch(self, *values) -> models.Model | None:
+        connection = connections[self.alias]
+        if self.for_update and connection.get_autocommit():
+            raise TransactionManagementError(
+                "select_for_update cannot be used outside of a transaction."
+            )
+        params = list(self.params)
+        for (field, positions), value in zip(self.bindings, values, strict=True):
+            prepared = field.get_db_prep_value(value, connection)
+            for position in positions:
+                params[position] = prepared
+        with connection.cursor() as cursor:
+            cursor.execute(self.sql, params)
+            row = cursor.fetchone()
+        if row is None:
+            return None
+        row = list(row)
+        for position, (converters, expression) in self.converters.items():
+            for convert in converters:
+                row[position] = convert(row[position], expression, connection)
+        obj = self.model.from_db(connection.alias, self.init_list, row[self.model_slice])
+        for populator in self.related_populators:
+            populator.populate(row, obj)
+        for name, position in self.annotations:
+            setattr(obj, name, row[position])
+        return obj
+
+
+_compiled_where: dict[tuple[Callable, str], RowWhere] = {}
+
+
+def row_where(build: Callable[..., QuerySet], fields, using: str = "default") -> RowWhere:
+    """``build``'s query filtered on ``fields``, compiled at its first use in the process.
+
+    Kept for the process, not on the connection wrapper as :func:`one_row` keeps its
+    queries: the ASGI server runs each request in a thread of its own, with a wrapper
+    of its own (core.asgi_handler), so a query kept on the wrapper is compiled again at
+    each request.
+    """
+    prepared = _compiled_where.get((build, using))
+    if prepared is None:
+        prepared = _compiled_where[build, using] = RowWhere(build, fields, connections[using])
     return prepared
