@@ -86,8 +86,8 @@ def add_thread_counts(session_id, statuses: dict[str, int], at=None, using: str 
     vendor = connection.vendor
     params: list = [delta for delta in (total, active) if delta]
     for status, n in statuses.items():
-        key = status if vendor == "postgresql" else f'$."{status}"'
-        params += [str(status), key, n]
+        name = str(status)  # a status enum's value
+        params += [name, name if vendor == "postgresql" else f'$."{name}"', n]
     if at is not None:
         moment = Session._meta.get_field("last_activity_at").get_db_prep_value(at, connection)
         params += [moment, moment]
