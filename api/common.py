@@ -81,10 +81,11 @@ def get_thread(request, thread_id, with_state: bool = False) -> Thread:
     """The caller's thread (404 if it has none of that id); ``with_state`` brings what a
     read of its current state needs in the same statement."""
     pk = _pk(thread_id, "Thread")
-    threads = services.visible_threads(request.auth).select_related("session", "workflow")
     if with_state:
-        threads = graph_state.with_latest_checkpoint(threads, pk)
-    thread = threads.filter(pk=pk).first()
+        thread = graph_state.visible_with_state(request.auth, pk)
+    else:
+        threads = services.visible_threads(request.auth).select_related("session", "workflow")
+        thread = threads.filter(pk=pk).first()
     if thread is None:
         raise HttpError(404, f"Thread {thread_id} not found")
     return thread

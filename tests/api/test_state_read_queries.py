@@ -3,6 +3,7 @@ its user, then the thread with the ownership check and what its cached state nee
 answer is the one LangGraph's get_state gives."""
 
 import json
+import uuid
 
 import pytest
 from django.test import Client
@@ -111,3 +112,25 @@ def test_after_a_cancelled_run_the_read_is_langgraphs(alice, client):
     ).get(pk=thread.pk)
     assert graph_state._cached(annotated) is None
     same(client, thread, read(client, thread))
+
+
+def test_staff_read_any_thread_and_other_owners_none(
+    alice, bob, staff, client, django_assert_max_num_queries
+):
+    # The thread is read with its SQL compiled once (core.rowloader.row_where), the
+    # owner's check bound at each read; staff see every thread.
+    thread = ran(new_thread(alice, "pipeline"), input={"steps": 1})
+    answer = read(client, thread)
+    staffs = Client(headers={"X-Api-Key": create_api_key(staff)[1]})
+    staffs.get("/api/sessions")
+    with django_assert_max_num_queries(2):
+        assert read(staffs, thread) == answer
+    bobs = Client(headers={"X-Api-Key": create_api_key(bob)[1]})
+    for path in (thread.pk, new_thread(bob, "pipeline").pk.hex[:8] + "-nope", uuid.uuid4()):
+        response = bobs.get(f"/api/threads/{path}/state")
+        assert response.status_code == 404, path
+        assert response.json()["detail"] == f"Thread {path} not found"
+    assert (
+        bobs.get(f"/api/threads/{thread.pk}/state", headers={"X-Api-Key": "sh_x_y"}).status_code
+        == 401
+    )
