@@ -806,11 +806,17 @@ def create_thread_for(
     metadata: dict | None = None,
     if_exists: str = "raise",
     from_session_context: bool = False,
+    run_workflow=None,
 ) -> Thread:
     """A new thread of ``user``'s (id ``thread_id``, a UUID, if given) in the session its
     metadata names (``session_id``) or a new one, on the graph or assistant it names
     (``graph_id``, ``assistant_id``) when ``user`` may use it; with
     ``from_session_context`` it starts from the session's context window.
+
+    ``run_workflow`` names the assistant of the run about to be created on the new
+    thread (the API's stateless runs): the thread starts on it, its metadata naming it
+    as create_run would write it, so that the run changes nothing on the thread; one
+    ``user`` may not use is not found (WorkflowNotFound, "Assistant ... not found").
 
     An existing thread of that id is returned with ``if_exists`` "do_nothing", refused
     (AlreadyExists) otherwise, and not found (ThreadNotFound) when ``user`` may not see
@@ -829,7 +835,13 @@ def create_thread_for(
     metadata = normalize_metadata(metadata)
     workflow = None
     graph_id = metadata.get("graph_id") or metadata.get("assistant_id")
-    if graph_id:
+    if run_workflow is not None:
+        try:
+            workflow = resolve_workflow(run_workflow, user=user)
+        except WorkflowNotFound:
+            raise WorkflowNotFound(f"Assistant {run_workflow} not found") from None
+        metadata |= {"graph_id": workflow.graph_id, "assistant_id": str(workflow.pk)}
+    elif graph_id:
         try:
             workflow = resolve_workflow(graph_id, user=user)
         except WorkflowNotFound:

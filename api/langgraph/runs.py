@@ -222,7 +222,9 @@ def _create_run(request, thread_id: str | None, body: RunCreate, send: bool = Tr
         metadata["temporary"] = True  # deleted after the run finishes
     with transaction.atomic():
         # Another owner's thread of that id is not found (never said to exist).
-        thread = services.create_thread_for(request.auth, thread_id, metadata)
+        thread = services.create_thread_for(
+            request.auth, thread_id, metadata, run_workflow=body.assistant_id
+        )
         return _start_run(request, thread, body, send)
 
 

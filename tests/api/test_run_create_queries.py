@@ -129,3 +129,42 @@ def test_staff_may_start_a_run_on_anyones_thread(thread, staff, monkeypatch):
     response = post(ops, thread.pk)
     assert response.status_code == 200, response.content
     assert Run.objects.get(pk=response.json()["run_id"]).thread_id == thread.pk
+
+
+def test_a_stateless_runs_thread_starts_on_its_assistant(
+    client, alice, django_assert_max_num_queries
+):
+    services.resolve_workflow("pipeline")  # the system workflow exists
+    body = json.dumps({"assistant_id": "pipeline", "input": {"steps": 1}})
+    # API key; BEGIN, the workflow, the session (INSERT, StateEvent), the thread
+    # (INSERT, session counts, StateEvent), the run (thread lock, INSERT, StateEvent),
+    # two SAVEPOINTs and their RELEASEs, COMMIT: the run changes nothing on the thread.
+    with django_assert_max_num_queries(16):
+        response = client.post("/api/runs", body, content_type="application/json")
+
+    assert response.status_code == 200, response.content
+    thread = Run.objects.get(pk=response.json()["run_id"]).thread
+    workflow = services.resolve_workflow("pipeline")
+    assert thread.workflow == workflow
+    assert thread.metadata == {
+        "temporary": True,
+        "graph_id": "pipeline",
+        "assistant_id": str(workflow.pk),
+    }
+    assert StateEvent.objects.filter(entity_id=thread.pk).count() == 1  # created
+
+
+def test_a_thread_created_for_a_run_is_on_the_callers_assistant(client, alice, bob):
+    mine = services.create_assistant(alice, "pipeline")
+    thread_id = "0f6d1c1e-6a1b-4c55-9f8e-3c7b1b6a9d21"
+    response = post(client, thread_id, assistant_id=str(mine.pk), if_not_exists="create")
+    assert response.status_code == 200, response.content
+    thread = Thread.objects.get(pk=thread_id)
+    assert (thread.workflow, thread.metadata["assistant_id"]) == (mine, str(mine.pk))
+
+    theirs = services.create_assistant(bob, "pipeline")
+    body = json.dumps({"assistant_id": str(theirs.pk), "input": {"steps": 1}})
+    response = client.post("/api/runs", body, content_type="application/json")
+    assert response.status_code == 404
+    assert response.json() == {"detail": f"Assistant {theirs.pk} not found"}
+    assert Thread.objects.count() == 1  # nothing written
