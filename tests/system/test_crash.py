@@ -1,4 +1,5 @@
-"""Crash test: SIGKILL a real worker process mid-run; a new worker finishes the run.
+"""Crash test: SIGKILL a real worker (or server) process mid-run; a new worker finishes
+the run.
 
 Needs PostgreSQL and Redis (the production-mode pass of .ci/run). The workers here use a
 Redis server of their own (restarted by one test) and a queue of their own, so the test
@@ -8,16 +9,21 @@ message does: the sweeper resends a pending run nobody picked up.
 
 import os
 import signal
+import threading
 import time
 import uuid
+from contextlib import suppress
 from unittest import mock
 
+import httpx
 import pytest
 from django.conf import settings
 from django.db import connection
 
+from core.apikeys import create_api_key
 from history_app.models import StateEvent
 from tests.factories import make_session
+from tests.system.conftest import UvicornServer, free_port
 from tests.system.private_redis import PrivateRedis, running_redis
 from tests.workers import WorkerProcess, worker_env
 from threads_app import services
@@ -134,5 +140,63 @@ def test_a_redis_restart_mid_run_loses_nothing(alice, production, private_redis,
     assert run.thread.values["completed_steps"] == list(range(1, STEPS + 1))
     executions = step_executions(run)
     assert sorted(executions) == list(range(1, STEPS + 1))
+    assert sum(1 for n in executions.values() if n > 1) <= 1
+    assert_history_intact(run)
+
+
+def test_a_killed_server_s_waited_run_resumes_on_a_worker(
+    alice, production, private_redis, tmp_path
+):
+    """runs/wait executes its run in the server process (threads_app/inprocess.py): a
+    server killed mid-run leaves a lease that runs out, and a worker's sweeper gives the
+    run to a worker, which resumes it from its last checkpoint."""
+    environ = crash_env(private_redis)
+    thread = services.create_thread(make_session(alice), services.resolve_workflow("pipeline"))
+    key = create_api_key(alice)[1]
+    server = UvicornServer(environ, free_port(), tmp_path / "server.log").start()
+    body = {
+        "assistant_id": "pipeline",
+        "input": {"steps": STEPS, "delay_s": 0.25},
+        "stream_mode": ["custom", "updates"],
+    }
+
+    def wait():
+        # The server is killed under it.
+        with (
+            httpx.Client(headers={"X-Api-Key": key}, timeout=120) as client,
+            suppress(httpx.HTTPError),
+        ):
+            client.post(f"{server.url}/api/threads/{thread.pk}/runs/wait", json=body)
+
+    waiting = threading.Thread(target=wait)
+    waiting.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not (runs := list(thread.runs.all())) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        [run] = runs
+        wait_for_steps(run, 6)
+        run.refresh_from_db()
+        assert run.claimed_by.split(":")[1] == str(server.process.pid)  # the server runs it
+    finally:
+        os.killpg(server.process.pid, signal.SIGKILL)
+        server.process.wait(10)
+        server.log.close()
+        waiting.join(30)
+    killed_at = RunEvent.objects.filter(run=run, event="progress").count()
+    worker = WorkerProcess(environ, tmp_path / "worker.log", concurrency=1).start()
+    try:
+        run = services.wait_for_run(run.pk, timeout=90)
+    finally:
+        worker.stop()
+
+    assert run.status == "success", run.error
+    assert run.attempt == 2
+    run.thread.refresh_from_db()
+    assert run.thread.values["completed_steps"] == list(range(1, STEPS + 1))
+    executions = step_executions(run)
+    assert sorted(executions) == list(range(1, STEPS + 1))
+    for step in range(1, killed_at + 1):
+        assert executions[step] == 1, (step, executions)
     assert sum(1 for n in executions.values() if n > 1) <= 1
     assert_history_intact(run)
