@@ -27,14 +27,17 @@ from django.db import NotSupportedError, connections, models
 from django.db.models.query import QuerySet, get_related_populators
 from django.db.transaction import TransactionManagementError
 
-_CACHE_ATTRIBUTE = "_statehouse_row_loaders"
+# Compiled once per process, for every thread: the ASGI server runs each request in a
+# thread of its own, with a connection wrapper of its own (core.asgi_handler), so SQL kept
+# on the wrapper was compiled again at each request. Nothing in them changes once built.
+_compiled: dict[tuple[object, str], "RowLoader | OneRow"] = {}
 
 
 class RowLoader:
-    """Loads one instance of ``model`` by primary key on one connection.
+    """Loads one instance of ``model`` by primary key, on the calling thread's connection
+    of the alias it was compiled for.
 
-    It keeps the SQL, the column order and the ORM's value converters of the model on
-    that connection (connections belong to one thread, and so do their converters), and
+    It keeps the SQL, the column order and the ORM's value converters of the model, and
     builds the instance with ``Model.from_db`` as the ORM does.
     """
 
@@ -47,14 +50,14 @@ class RowLoader:
             raise RuntimeError("the load query must take the primary key only")
         self.model = model
         self.pk_field = pk_field
-        self.connection = connection
+        self.alias = connection.alias
         self.columns = [column.target.attname for column, _, _ in compiler.select]
         if self.columns != [field.attname for field in model._meta.concrete_fields]:
             raise RuntimeError("the load query must select every concrete field, in order")
         self.converters = compiler.get_converters([column for column, _, _ in compiler.select])
 
     def load(self, pk: object) -> models.Model | None:
-        connection = self.connection
+        connection = connections[self.alias]
         value = self.pk_field.get_db_prep_value(self.pk_field.to_python(pk), connection)
         with connection.cursor() as cursor:
             cursor.execute(self.sql, [value])
@@ -69,14 +72,11 @@ class RowLoader:
 
 
 def row_loader(model: type[models.Model], connection) -> RowLoader:
-    """The model's loader on this connection, compiled at its first use there.
-
-    Kept on the connection wrapper (one per thread and alias), so it goes with it.
-    """
-    per_model = connection.__dict__.setdefault(_CACHE_ATTRIBUTE, {})
-    loader = per_model.get(model)
+    """The model's loader for ``connection``'s alias, compiled at its first use."""
+    key = (model, connection.alias)
+    loader = _compiled.get(key)
     if loader is None:
-        loader = per_model[model] = RowLoader(model, connection)
+        loader = _compiled[key] = RowLoader(model, connections[connection.alias])
     return loader
 
 
@@ -107,7 +107,7 @@ class OneRow:
         if len(positions) != 1:
             raise NotSupportedError("the query must take the primary key once")
         self.params, self.position = list(params), positions[0]
-        self.connection = connection
+        self.alias = connection.alias
         features = connection.features
         # As the compiler: a lock outside a transaction is refused where there are locks.
         self.for_update = (
@@ -124,7 +124,7 @@ class OneRow:
         self.converters = compiler.get_converters([column for column, _, _ in select])
 
     def fetch(self, pk: object) -> models.Model | None:
-        connection = self.connection
+        connection = connections[self.alias]
         if self.for_update and connection.get_autocommit():
             raise TransactionManagementError(
                 "select_for_update cannot be used outside of a transaction."
@@ -149,14 +149,13 @@ class OneRow:
 
 
 def one_row(build: Callable[[object], QuerySet], connection) -> OneRow:
-    """``build``'s query on this connection, compiled at its first use there (kept on
-    the connection wrapper, as the row loaders are; given ``django.db.connection``,
-    the proxy, the wrapper it stands for in this thread)."""
-    connection = connections[connection.alias]
-    per_build = connection.__dict__.setdefault(_CACHE_ATTRIBUTE, {})
-    prepared = per_build.get(build)
+    """``build``'s query for ``connection``'s alias, compiled at its first use (a
+    locking query: in a transaction); each fetch runs on the calling thread's
+    connection."""
+    key = (build, connection.alias)
+    prepared = _compiled.get(key)
     if prepared is None:
-        prepared = per_build[build] = OneRow(build, connection)
+        prepared = _compiled[key] = OneRow(build, connections[connection.alias])
     return prepared
 
 

@@ -9,6 +9,7 @@ import pytest
 from django.db import connection, transaction
 from django.db.models import Exists, OuterRef, Value
 from django.db.transaction import TransactionManagementError
+from django.test.utils import CaptureQueriesContext
 
 from core import state
 from core.rowloader import OneRow, one_row
@@ -111,23 +112,28 @@ class _nothing:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_each_thread_has_its_own_on_its_own_connection():
+def test_threads_share_it_and_each_fetches_on_its_own_connection(runs):
+    """Compiled once for the process (each ASGI request has a thread and a connection
+    wrapper of its own); a fetch runs on the calling thread's connection."""
     from django.db import connections
 
+    run = runs[0]
     with transaction.atomic():  # a locking query is compiled in a transaction only
         mine = one_row(runtime._finish_query, connection)
-    assert mine.connection is connections["default"]
-    theirs = []
+        assert mine.fetch(run.pk).pk == run.pk
+    seen = []
 
     def other():
         try:
             with transaction.atomic():
-                theirs.append(one_row(runtime._finish_query, connection))
+                prepared = one_row(runtime._finish_query, connection)
+                with CaptureQueriesContext(connections["default"]) as captured:
+                    fetched = prepared.fetch(run.pk)
+                seen.append((prepared, fetched.pk, len(captured)))
         finally:
             connections.close_all()
 
     worker = threading.Thread(target=other)
     worker.start()
     worker.join()
-    assert theirs[0] is not mine
-    assert theirs[0].connection is not mine.connection
+    assert seen == [(mine, run.pk, 1)]  # the same prepared query, on that thread's connection
