@@ -47,15 +47,43 @@ _senders: dict[asyncio.AbstractEventLoop, "_Sender"] = {}
 _background_loop: asyncio.AbstractEventLoop | None = None
 
 
-class _Sender:
-    """Sends queued pushes one after another on its loop."""
+class _Queued:
+    """What a sender has queued and not sent yet (``idle`` once all is sent, for flush),
+    and its pause after a failure: with the channel layer failing (Redis down), pushes
+    are dropped, and so are those of the next RETRY_AFTER_S without trying."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop):
-        self.loop = loop
-        self.queue: asyncio.Queue | None = None
+    def __init__(self):
         self.idle = threading.Event()
         self.idle.set()
         self.pending = 0
+        self.skip_until = 0.0
+
+    def queued(self) -> None:
+        with _lock:
+            self.pending += 1
+            self.idle.clear()
+
+    def may_send(self) -> bool:
+        return time.monotonic() >= self.skip_until
+
+    def failed(self, exc: Exception) -> None:
+        self.skip_until = time.monotonic() + RETRY_AFTER_S
+        _outage.failed(exc)
+
+    def done(self, count: int) -> None:
+        with _lock:
+            self.pending -= count
+            if self.pending == 0:
+                self.idle.set()
+
+
+class _Sender(_Queued):
+    """Sends queued pushes one after another on its loop."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        super().__init__()
+        self.loop = loop
+        self.queue: asyncio.Queue | None = None
         loop.call_soon_threadsafe(self._start)
 
     def _start(self) -> None:
@@ -63,9 +91,7 @@ class _Sender:
         self.loop.create_task(self._run())
 
     def put(self, groups: list[str], message: dict[str, Any]) -> None:
-        with _lock:
-            self.pending += 1
-            self.idle.clear()
+        self.queued()
         self.loop.call_soon_threadsafe(self._enqueue, groups, message)
 
     def _enqueue(self, groups, message) -> None:
@@ -76,22 +102,16 @@ class _Sender:
 
     async def _run(self) -> None:
         layer = get_channel_layer()
-        skip_until = 0.0
         while True:
             groups, message = await self.queue.get()
             try:
-                if layer is not None and time.monotonic() >= skip_until:
+                if layer is not None and self.may_send():
                     await _group_send(layer, groups, message)
                     _outage.recovered()
             except Exception as exc:
-                # Redis down: drop this push and those of the next second without trying.
-                skip_until = time.monotonic() + RETRY_AFTER_S
-                _outage.failed(exc)
+                self.failed(exc)
             finally:
-                with _lock:
-                    self.pending -= 1
-                    if self.pending == 0:
-                        self.idle.set()
+                self.done(1)
 
 
 async def _group_send(layer, groups: list[str], message: dict[str, Any]) -> None:
@@ -108,26 +128,22 @@ async def _group_send(layer, groups: list[str], message: dict[str, Any]) -> None
             raise outcome
 
 
-class _Publisher:
+class _Publisher(_Queued):
     """Publishes queued pushes to Redis from a thread of its own (see the module's
     docstring): all that is queued when it wakes goes in one pipeline."""
 
     def __init__(self, url: str, prefix: str, layer: RedisPubSubChannelLayer):
+        super().__init__()
         self.url = url
         self.prefix = prefix
         self.layer = layer
         self.pid = os.getpid()
         self.queue: queue.SimpleQueue = queue.SimpleQueue()
-        self.idle = threading.Event()
-        self.idle.set()
-        self.pending = 0
         thread = threading.Thread(target=self._run, name="statehouse-publish", daemon=True)
         thread.start()
 
     def put(self, groups: list[str], message: dict[str, Any]) -> None:
-        with _lock:
-            self.pending += 1
-            self.idle.clear()
+        self.queued()
         self.queue.put((groups, message))
 
     def group_channel(self, group: str) -> str:
@@ -139,7 +155,6 @@ class _Publisher:
         client = redis.Redis.from_url(
             self.url, socket_timeout=PUBLISH_TIMEOUT_S, socket_connect_timeout=PUBLISH_TIMEOUT_S
         )
-        skip_until = 0.0
         while True:
             batch = [self.queue.get()]
             while True:
@@ -148,7 +163,7 @@ class _Publisher:
                 except queue.Empty:
                     break
             try:
-                if time.monotonic() >= skip_until:
+                if self.may_send():
                     pipeline = client.pipeline(transaction=False)
                     for groups, message in batch:
                         data = self.layer.serialize(message)
@@ -157,14 +172,9 @@ class _Publisher:
                     pipeline.execute()
                     _outage.recovered()
             except Exception as exc:
-                # Redis down: drop these pushes and those of the next second without trying.
-                skip_until = time.monotonic() + RETRY_AFTER_S
-                _outage.failed(exc)
+                self.failed(exc)
             finally:
-                with _lock:
-                    self.pending -= len(batch)
-                    if self.pending == 0:
-                        self.idle.set()
+                self.done(len(batch))
 
 
 _publisher: _Publisher | None = None
