@@ -86,6 +86,21 @@ def assert_history_intact(run):
         assert versions == list(range(1, len(versions) + 1)), f"gaps or duplicates: {versions}"
 
 
+def assert_resumed_once(run, killed_at: int):
+    """The run finished on its second attempt with every step: steps checkpointed before
+    the kill (``killed_at`` of them) ran once, at most the step in flight ran twice."""
+    assert run.status == "success", run.error
+    assert run.attempt == 2
+    run.thread.refresh_from_db()
+    assert run.thread.values["completed_steps"] == list(range(1, STEPS + 1))
+    executions = step_executions(run)
+    assert sorted(executions) == list(range(1, STEPS + 1))
+    for step in range(1, killed_at + 1):
+        assert executions[step] == 1, (step, executions)
+    assert sum(1 for n in executions.values() if n > 1) <= 1
+    assert_history_intact(run)
+
+
 def start_pipeline(alice):
     """A pending run with no message anywhere: the crash workers' sweeper sends it."""
     session = make_session(alice)
@@ -111,17 +126,7 @@ def test_a_killed_worker_s_run_resumes_on_a_new_worker(alice, production, privat
     finally:
         second.stop()
 
-    assert run.status == "success", run.error
-    assert run.attempt == 2
-    run.thread.refresh_from_db()
-    assert run.thread.values["completed_steps"] == list(range(1, STEPS + 1))
-    executions = step_executions(run)
-    assert sorted(executions) == list(range(1, STEPS + 1))
-    # Steps checkpointed before the kill ran once; at most the step in flight ran twice.
-    for step in range(1, killed_at + 1):
-        assert executions[step] == 1, (step, executions)
-    assert sum(1 for n in executions.values() if n > 1) <= 1
-    assert_history_intact(run)
+    assert_resumed_once(run, killed_at)
 
 
 def test_a_redis_restart_mid_run_loses_nothing(alice, production, private_redis, tmp_path):
@@ -190,13 +195,4 @@ def test_a_killed_server_s_waited_run_resumes_on_a_worker(
     finally:
         worker.stop()
 
-    assert run.status == "success", run.error
-    assert run.attempt == 2
-    run.thread.refresh_from_db()
-    assert run.thread.values["completed_steps"] == list(range(1, STEPS + 1))
-    executions = step_executions(run)
-    assert sorted(executions) == list(range(1, STEPS + 1))
-    for step in range(1, killed_at + 1):
-        assert executions[step] == 1, (step, executions)
-    assert sum(1 for n in executions.values() if n > 1) <= 1
-    assert_history_intact(run)
+    assert_resumed_once(run, killed_at)
