@@ -30,7 +30,7 @@ from django.db.transaction import TransactionManagementError
 # Compiled once per process, for every thread: the ASGI server runs each request in a
 # thread of its own, with a connection wrapper of its own (core.asgi_handler), so SQL kept
 # on the wrapper was compiled again at each request. Nothing in them changes once built.
-_compiled: dict[tuple[object, str], "RowLoader | OneRow"] = {}
+_compiled: dict[tuple[object, str], "RowLoader | RowWhere"] = {}
 
 
 class RowLoader:
@@ -80,82 +80,21 @@ def row_loader(model: type[models.Model], connection) -> RowLoader:
     return loader
 
 
-# The primary key a query is compiled with, found again among its parameters.
+# The value markers are made from: a query is compiled with them and its parameters
+# are found again by them.
 _MARKER = uuid.UUID("5e1ec7ed-0000-4000-8000-00000000c0de")
 
 
-class OneRow:
-    """The first row of a queryset filtered on a primary key, its SQL compiled once.
-
-    ``build(pk)`` returns the queryset (a ``filter(pk=pk)`` with select_related,
-    annotations or a lock, say); it is compiled for ``_MARKER`` and each ``fetch`` binds
-    another key in its place and builds the instances as the ORM's ``ModelIterable``
-    does (the row's model, its select_related models, its annotations).
-    """
-
-    def __init__(self, build: Callable[[object], QuerySet], connection):
-        queryset = build(_MARKER)
-        if not queryset.ordered:
-            queryset = queryset.order_by("pk")  # as QuerySet.first()
-        query = queryset[:1].query
-        model = queryset.model
-        compiler = query.get_compiler(connection=connection)
-        self.sql, params = compiler.as_sql()
-        self.pk_field = model._meta.pk
-        marker = self.pk_field.get_db_prep_value(_MARKER, connection)
-        positions = [i for i, param in enumerate(params) if param == marker]
-        if len(positions) != 1:
-            raise NotSupportedError("the query must take the primary key once")
-        self.params, self.position = list(params), positions[0]
-        self.alias = connection.alias
-        features = connection.features
-        # As the compiler: a lock outside a transaction is refused where there are locks.
-        self.for_update = (
-            query.select_for_update
-            and features.has_select_for_update
-            and features.supports_transactions
-        )
-        select, klass_info = compiler.select, compiler.klass_info
-        start, end = klass_info["select_fields"][0], klass_info["select_fields"][-1] + 1
-        self.model, self.model_slice = klass_info["model"], slice(start, end)
-        self.init_list = [column.target.attname for column, _, _ in select[start:end]]
-        self.related_populators = get_related_populators(klass_info, select, connection.alias)
-        self.annotations = list(compiler.annotation_col_map.items())
-        self.converters = compiler.get_converters([column for column, _, _ in select])
-
-    def fetch(self, pk: object) -> models.Model | None:
-        connection = connections[self.alias]
-        if self.for_update and connection.get_autocommit():
-            raise TransactionManagementError(
-                "select_for_update cannot be used outside of a transaction."
-            )
-        params = list(self.params)
-        params[self.position] = self.pk_field.get_db_prep_value(pk, connection)
-        with connection.cursor() as cursor:
-            cursor.execute(self.sql, params)
-            row = cursor.fetchone()
-        if row is None:
-            return None
-        row = list(row)
-        for position, (converters, expression) in self.converters.items():
-            for convert in converters:
-                row[position] = convert(row[position], expression, connection)
-        obj = self.model.from_db(connection.alias, self.init_list, row[self.model_slice])
-        for populator in self.related_populators:
-            populator.populate(row, obj)
-        for name, position in self.annotations:
-            setattr(obj, name, row[position])
-        return obj
-
-
-def one_row(build: Callable[[object], QuerySet], connection) -> OneRow:
-    """``build``'s query for ``connection``'s alias, compiled at its first use (a
-    locking query: in a transaction); each fetch runs on the calling thread's
+def one_row(build: Callable[[object], QuerySet], connection) -> "RowWhere":
+    """``build``'s query filtered on a primary key (``build(pk)``), for ``connection``'s
+    alias: :func:`row_where` on the model's primary key (a locking query is compiled at
+    its first use in a transaction); each fetch runs on the calling thread's
     connection."""
     key = (build, connection.alias)
     prepared = _compiled.get(key)
     if prepared is None:
-        prepared = _compiled[key] = OneRow(build, connections[connection.alias])
+        model = build(_MARKER).model
+        prepared = _compiled[key] = RowWhere(build, [model._meta.pk], connections[connection.alias])
     return prepared
 
 
@@ -173,8 +112,9 @@ def _marker(field: models.Field, index: int):
 
 class RowWhere:
     """The first row of a queryset filtered on a few values rather than one primary key
-    (a unique column; a key and the owner its row must have, say), compiled once and
-    built as :class:`OneRow` builds its rows.
+    (a unique column; a key and the owner its row must have, say), compiled once; its
+    rows built as the ORM's ``ModelIterable`` builds them (the row's model, its
+    select_related models, its annotations).
 
     ``build(*markers)`` returns the queryset for one marker per field of ``fields`` (a
     value of that field's kind); ``fetch(*values)`` binds each value, prepared by its

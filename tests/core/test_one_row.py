@@ -6,13 +6,13 @@ import threading
 import uuid
 
 import pytest
-from django.db import connection, transaction
+from django.db import NotSupportedError, connection, transaction
 from django.db.models import Exists, OuterRef, Value
 from django.db.transaction import TransactionManagementError
 from django.test.utils import CaptureQueriesContext
 
 from core import state
-from core.rowloader import OneRow, one_row
+from core.rowloader import one_row
 from tests.factories import make_session, make_thread, make_workflow
 from threads_app import runtime, services
 from threads_app.models import Run
@@ -66,7 +66,7 @@ def test_a_fetch_takes_a_string_key_and_finds_nothing_for_a_missing_one(runs):
 
 
 def test_the_statement_is_the_orms_own(runs):
-    prepared = OneRow(_with_everything, connection)
+    prepared = one_row(_with_everything, connection)
     queryset = _with_everything(runs[0].pk)  # ordered as QuerySet.first() orders it
     assert queryset.ordered
     sql, _ = queryset[:1].query.get_compiler(connection=connection).as_sql()
@@ -95,12 +95,18 @@ def test_the_claim_sees_a_run_ahead(runs):
     assert second.thread.session.pk == runs[1].thread.session_id
 
 
-def test_the_key_must_be_a_parameter_once():
-    def twice(pk):
-        return state.entity_model("run").objects.filter(pk=pk, thread__runs__pk=pk)
+def _twice(pk):
+    return state.entity_model("run").objects.filter(pk=pk, thread__runs__pk=pk)
 
-    with pytest.raises(Exception, match="primary key once"):
-        OneRow(twice, connection)
+
+def _without_the_key(pk):
+    return state.entity_model("run").objects.filter(status="pending")
+
+
+def test_a_key_taken_twice_is_bound_twice_and_a_query_without_it_refused(runs):
+    assert one_row(_twice, connection).fetch(runs[1].pk).pk == runs[1].pk
+    with pytest.raises(NotSupportedError, match="does not take"):
+        one_row(_without_the_key, connection)
 
 
 class _nothing:
