@@ -14,3 +14,16 @@ def make_workflow(graph_id="chat"):
 
 def make_thread(session, workflow=None, **metadata):
     return threads.create_thread(session, workflow, metadata or {"topic": "refund"})
+
+
+def api_client(owner):
+    """A test client with a new API key of ``owner``'s, its first use (the key's
+    last_used_at is written once a minute) already made, so that a test counts its own
+    statements only."""
+    from django.test import Client
+
+    from core.apikeys import create_api_key
+
+    client = Client(headers={"X-Api-Key": create_api_key(owner)[1]})
+    client.get("/api/sessions")
+    return client

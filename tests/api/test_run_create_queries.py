@@ -11,7 +11,7 @@ from django.test import Client
 
 from core.apikeys import create_api_key
 from history_app.models import Budget, StateEvent
-from tests.factories import make_session
+from tests.factories import api_client, make_session
 from threads_app import runtime, services
 from threads_app.models import Run, Thread
 
@@ -24,9 +24,7 @@ RUN_CREATE = 6
 @pytest.fixture
 def client(alice, monkeypatch):
     monkeypatch.setattr(services, "enqueue", lambda *args, **kwargs: None)
-    client = Client(headers={"X-Api-Key": create_api_key(alice)[1]})
-    client.get("/api/sessions")  # the key's last_used_at is written (once a minute)
-    return client
+    return api_client(alice)
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import pytest
 from django.test import Client
 
 from core.apikeys import create_api_key
-from tests.factories import make_session
+from tests.factories import api_client, make_session
 from threads_app import graph_state, runtime, services
 from threads_app.models import Thread
 
@@ -19,9 +19,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 @pytest.fixture
 def client(alice, monkeypatch):
     monkeypatch.setattr(services, "enqueue", lambda *args, **kwargs: None)
-    client = Client(headers={"X-Api-Key": create_api_key(alice)[1]})
-    client.get("/api/sessions")  # the key's last_used_at is written (once a minute)
-    return client
+    return api_client(alice)
 
 
 def new_thread(owner, graph_id):
