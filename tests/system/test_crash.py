@@ -86,6 +86,16 @@ def assert_history_intact(run):
         assert versions == list(range(1, len(versions) + 1)), f"gaps or duplicates: {versions}"
 
 
+def finished_on_a_new_worker(environ, log_path, run):
+    """After a kill: the steps done so far, and the run once a new worker finished it."""
+    killed_at = RunEvent.objects.filter(run=run, event="progress").count()
+    worker = WorkerProcess(environ, log_path, concurrency=1).start()
+    try:
+        return services.wait_for_run(run.pk, timeout=90), killed_at
+    finally:
+        worker.stop()
+
+
 def assert_resumed_once(run, killed_at: int):
     """The run finished on its second attempt with every step: steps checkpointed before
     the kill (``killed_at`` of them) ran once, at most the step in flight ran twice."""
@@ -119,14 +129,7 @@ def test_a_killed_worker_s_run_resumes_on_a_new_worker(alice, production, privat
 
     os.killpg(first.process.pid, signal.SIGKILL)
     first.process.wait(10)
-    killed_at = RunEvent.objects.filter(run=run, event="progress").count()
-    second = WorkerProcess(environ, tmp_path / "second.log", concurrency=1).start()
-    try:
-        run = services.wait_for_run(run.pk, timeout=90)
-    finally:
-        second.stop()
-
-    assert_resumed_once(run, killed_at)
+    assert_resumed_once(*finished_on_a_new_worker(environ, tmp_path / "second.log", run))
 
 
 def test_a_redis_restart_mid_run_loses_nothing(alice, production, private_redis, tmp_path):
@@ -188,11 +191,4 @@ def test_a_killed_server_s_waited_run_resumes_on_a_worker(
         server.process.wait(10)
         server.log.close()
         waiting.join(30)
-    killed_at = RunEvent.objects.filter(run=run, event="progress").count()
-    worker = WorkerProcess(environ, tmp_path / "worker.log", concurrency=1).start()
-    try:
-        run = services.wait_for_run(run.pk, timeout=90)
-    finally:
-        worker.stop()
-
-    assert_resumed_once(run, killed_at)
+    assert_resumed_once(*finished_on_a_new_worker(environ, tmp_path / "worker.log", run))
