@@ -16,7 +16,7 @@ from pydantic import ConfigDict, PlainSerializer, WithJsonSchema
 from core.metadata import InvalidJSON, normalize_metadata
 from sessions_app import services as sessions
 from sessions_app.models import Session
-from threads_app import graph_state, services
+from threads_app import services
 from threads_app.models import Run, Thread, Workflow
 
 Json = dict[str, Any]
@@ -82,7 +82,7 @@ def get_thread(request, thread_id, with_state: bool = False) -> Thread:
     read of its current state needs in the same statement."""
     pk = _pk(thread_id, "Thread")
     if with_state:
-        thread = graph_state.visible_with_state(request.auth, pk)
+        thread = services.visible_with_state(request.auth, pk)
     else:
         threads = services.visible_threads(request.auth).select_related("session", "workflow")
         thread = threads.filter(pk=pk).first()

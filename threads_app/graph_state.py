@@ -4,7 +4,6 @@ import re
 import uuid
 from typing import Any
 
-from django.contrib.auth import get_user_model
 from django.db.models import Exists, JSONField, OuterRef, QuerySet, Subquery
 from django.db.models.fields.json import KT
 from langgraph.errors import InvalidUpdateError
@@ -13,8 +12,7 @@ from langgraph.types import StateSnapshot
 from checkpoints_app.models import Checkpoint, CheckpointWrite
 from core import state
 from core.jsonable import to_jsonable
-from core.rowloader import row_where
-from threads_app import lifecycle, registry, services
+from threads_app import lifecycle, registry
 from threads_app.models import Run, Thread
 
 
@@ -158,34 +156,6 @@ def with_latest_checkpoint(threads: QuerySet, thread_id) -> QuerySet:
             Run.objects.filter(thread=OuterRef("pk")).order_by("-created_at").values("status")[:1]
         ),
     )
-
-
-# The two queries of services.visible_threads (staff see every thread, others their
-# sessions' threads), built for stand-in users and compiled once each.
-def _any_with_state(pk, thread_key):
-    staff = get_user_model()(is_active=True, is_staff=True)
-    return _visible_with_state(staff, pk, thread_key)
-
-
-def _owned_with_state(pk, thread_key, owner_id):
-    owner = get_user_model()(pk=owner_id, is_active=True, is_staff=False)
-    return _visible_with_state(owner, pk, thread_key)
-
-
-def _visible_with_state(user, pk, thread_key):
-    threads = services.visible_threads(user).select_related("session", "workflow")
-    return with_latest_checkpoint(threads, thread_key).filter(pk=pk)
-
-
-def visible_with_state(user, pk: uuid.UUID) -> Thread | None:
-    """The thread ``pk`` if ``user`` may see it, read through
-    :func:`with_latest_checkpoint`, its SQL compiled once (core.rowloader.row_where):
-    the ORM compiled it and its subqueries at each state read, about 3 ms of CPU."""
-    fields = [Thread._meta.pk, Checkpoint._meta.get_field("thread_id")]
-    if user.is_active and user.is_staff:
-        return row_where(_any_with_state, fields).fetch(pk, str(pk))
-    fields.append(get_user_model()._meta.pk)
-    return row_where(_owned_with_state, fields).fetch(pk, str(pk), user.pk)
 
 
 def _cached(thread: Thread) -> dict | None:

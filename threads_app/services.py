@@ -10,6 +10,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import connection, transaction
 from django.db.models import Exists, F, OuterRef, Q
 
@@ -17,9 +18,9 @@ from checkpoints_app.models import Checkpoint
 from core import state
 from core.ids import system_assistant_id
 from core.metadata import InvalidJSON, normalize_metadata
-from core.rowloader import one_row
+from core.rowloader import one_row, row_where
 from core.time import now
-from threads_app import lifecycle, registry
+from threads_app import graph_state, lifecycle, registry
 from threads_app.errors import InvalidRun
 from threads_app.models import Run, Thread, Workflow, WorkflowVersion
 from threads_app.streaming import STREAM_MODES
@@ -739,6 +740,34 @@ def visible_threads(user):
     return Thread.objects.filter(session__owner=user)
 
 
+# The two queries of visible_threads (staff see every thread, others their
+# sessions' threads), built for stand-in users and compiled once each.
+def _any_with_state(pk, thread_key):
+    staff = get_user_model()(is_active=True, is_staff=True)
+    return _visible_with_state(staff, pk, thread_key)
+
+
+def _owned_with_state(pk, thread_key, owner_id):
+    owner = get_user_model()(pk=owner_id, is_active=True, is_staff=False)
+    return _visible_with_state(owner, pk, thread_key)
+
+
+def _visible_with_state(user, pk, thread_key):
+    threads = visible_threads(user).select_related("session", "workflow")
+    return graph_state.with_latest_checkpoint(threads, thread_key).filter(pk=pk)
+
+
+def visible_with_state(user, pk: uuid.UUID) -> Thread | None:
+    """The thread ``pk`` if ``user`` may see it, read through
+    graph_state.with_latest_checkpoint, its SQL compiled once (core.rowloader.row_where):
+    the ORM compiled it and its subqueries at each state read, about 3 ms of CPU."""
+    fields = [Thread._meta.pk, Checkpoint._meta.get_field("thread_id")]
+    if user.is_active and user.is_staff:
+        return row_where(_any_with_state, fields).fetch(pk, str(pk))
+    fields.append(get_user_model()._meta.pk)
+    return row_where(_owned_with_state, fields).fetch(pk, str(pk), user.pk)
+
+
 def visible_runs(user):
     """The runs on ``user``'s threads (staff: every run)."""
     if user.is_active and user.is_staff:
@@ -900,8 +929,6 @@ def update_thread_state(thread_id, values, as_node=None, checkpoint=None, actor=
     (graph_state.update), under the thread's lock: refused (StillActive) while it is
     busy, no run starts between the check and the write, and the new checkpoint and the
     thread's record commit together. Returns the new checkpoint."""
-    from threads_app import graph_state
-
     with transaction.atomic():
         thread = Thread.objects.lock(thread_id)
         if thread is None:
