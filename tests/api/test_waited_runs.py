@@ -25,22 +25,28 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 @pytest.fixture
 def sent(monkeypatch):
-    """Runs sent to the workers; with ``sent.execute`` a stand-in worker thread executes
-    each as the Celery task does."""
+    """The runs sent to the workers: each send is recorded, then made by the real
+    broker (to the test session's real worker, for the tests that take
+    ``celery_worker``)."""
+    calls = []
+    send_run = broker.send_run
 
-    class Calls(list):
-        execute = False
-
-    calls = Calls()
-
-    def send_run(run_id, countdown=None):
+    def recorded(run_id, countdown=None):
         calls.append(run_id)
-        if calls.execute:
-            threading.Timer(countdown or 0, runtime.execute_run, args=(run_id,)).start()
-        return True
+        return send_run(run_id, countdown)
 
-    monkeypatch.setattr(broker, "send_run", send_run)
+    monkeypatch.setattr(broker, "send_run", recorded)
     return calls
+
+
+def _executed_in_a_server_run_thread(run: Run) -> bool:
+    """Whether ``run`` was claimed by one of this process's run threads (inprocess's
+    pool), not by a worker: its claimed_by names the host, process and thread."""
+    host, pid, thread_id = run.claimed_by.split(":")
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    return (host, pid) == (socket.gethostname(), str(os.getpid())) and names.get(
+        int(thread_id), ""
+    ).startswith("statehouse-run")
 
 
 @pytest.fixture
@@ -62,10 +68,6 @@ async def _wait(api, path, body) -> dict:
     return json.loads(response.content)
 
 
-def _run(thread) -> Run:
-    return Run.objects.get(thread=thread)
-
-
 async def test_a_waited_run_is_executed_by_the_server_process(api, thread, sent):
     body = {"assistant_id": "pipeline", "input": {"steps": 2}}
 
@@ -75,7 +77,7 @@ async def test_a_waited_run_is_executed_by_the_server_process(api, thread, sent)
     assert values["steps"] == 2
     assert run.status == Run.Status.SUCCESS
     assert run.attempt == 1
-    assert run.claimed_by.startswith(f"{socket.gethostname()}:{os.getpid()}:")
+    assert await asyncio.to_thread(_executed_in_a_server_run_thread, run)
     assert sent == []  # never sent to the workers
 
 
@@ -86,9 +88,10 @@ async def test_a_stateless_waited_run_too(api, sent):
     assert sent == []
 
 
-async def test_with_the_setting_off_the_run_goes_to_the_workers(api, thread, sent, settings):
+async def test_with_the_setting_off_the_run_goes_to_the_workers(
+    api, thread, sent, settings, celery_worker
+):
     settings.STATEHOUSE_WAITED_RUNS_IN_SERVER = False
-    sent.execute = True
     body = {"assistant_id": "pipeline", "input": {"steps": 1}}
 
     values = await _wait(api, f"/api/threads/{thread.pk}/runs/wait", body)
@@ -96,19 +99,21 @@ async def test_with_the_setting_off_the_run_goes_to_the_workers(api, thread, sen
     run = await Run.objects.aget(thread=thread)
     assert values["steps"] == 1
     assert sent == [run.pk]
+    assert not _executed_in_a_server_run_thread(run)
 
 
-async def test_a_run_due_later_goes_to_the_workers(api, thread, sent):
-    sent.execute = True
+async def test_a_run_due_later_goes_to_the_workers(api, thread, sent, celery_worker):
     body = {"assistant_id": "pipeline", "input": {"steps": 1}, "after_seconds": 0.1}
 
     values = await _wait(api, f"/api/threads/{thread.pk}/runs/wait", body)
 
+    run = await Run.objects.aget(thread=thread)
     assert values["steps"] == 1
-    assert len(sent) >= 1
+    assert sent == [run.pk]
+    assert not _executed_in_a_server_run_thread(run)
 
 
-def test_a_run_behind_another_is_left_to_that_runs_finish(thread, sent):
+def test_a_run_behind_another_is_left_to_that_runs_finish(thread, sent, celery_worker):
     first = services.create_run(thread, input={"steps": 1}, send=False)
     state.update_state("run", first.pk, {"status": "running"})
     second = services.create_run(thread, input={"steps": 1}, send=False)
@@ -121,20 +126,30 @@ def test_a_run_behind_another_is_left_to_that_runs_finish(thread, sent):
     state.update_state("run", first.pk, {"status": "success"})
     services.start_next_run(thread.pk)
     assert sent == [second.pk]
+    second = services.wait_for_run(second.pk, timeout=30)
+    assert second.status == Run.Status.SUCCESS  # a worker ran it
+    assert not _executed_in_a_server_run_thread(second)
 
 
 def test_a_claim_that_meets_a_database_error_sends_the_run_to_the_workers(
-    thread, sent, monkeypatch
+    thread, sent, monkeypatch, celery_worker
 ):
     run = services.create_run(thread, input={"steps": 1}, send=False)
+    claim_run = runtime.claim_run
+    failures = [OperationalError("the database went away")]
 
-    def claim_fails(run_id, worker):
-        raise OperationalError("the database went away")
+    def claim_fails_once(run_id, worker):
+        if failures:
+            raise failures.pop()
+        return claim_run(run_id, worker)
 
-    monkeypatch.setattr(runtime, "claim_run", claim_fails)
+    monkeypatch.setattr(runtime, "claim_run", claim_fails_once)
 
     assert inprocess.execute_here(run.pk) == inprocess.SENT
     assert sent == [run.pk]
+    run = services.wait_for_run(run.pk, timeout=30)
+    assert run.status == Run.Status.SUCCESS  # the worker's claim went through
+    assert not _executed_in_a_server_run_thread(run)
 
 
 def test_a_run_created_to_be_executed_here_is_not_sent(thread, sent):
@@ -163,10 +178,11 @@ async def test_the_run_goes_on_when_its_client_goes_away(api, thread, sent):
     assert sent == []
 
 
-async def test_with_every_slot_taken_the_run_goes_to_the_workers(api, thread, sent, settings):
+async def test_with_every_slot_taken_the_run_goes_to_the_workers(
+    api, thread, sent, settings, celery_worker
+):
     settings.STATEHOUSE_SERVER_RUN_SLOTS = 1
     assert inprocess.reserve()  # another run holds the only slot
-    sent.execute = True
     try:
         body = {"assistant_id": "pipeline", "input": {"steps": 1}}
         values = await _wait(api, f"/api/threads/{thread.pk}/runs/wait", body)
@@ -176,6 +192,7 @@ async def test_with_every_slot_taken_the_run_goes_to_the_workers(api, thread, se
     run = await Run.objects.aget(thread=thread)
     assert values["steps"] == 1
     assert sent == [run.pk]
+    assert not _executed_in_a_server_run_thread(run)
 
 
 async def test_slots_are_given_back_after_runs_and_refused_requests(api, thread, sent):
