@@ -17,8 +17,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
-def client(alice, monkeypatch):
-    monkeypatch.setattr(services, "enqueue", lambda *args, **kwargs: None)
+def client(alice):
     return api_client(alice)
 
 
@@ -27,7 +26,7 @@ def new_thread(owner, graph_id):
 
 
 def ran(thread, **body):
-    run = services.create_run(thread, **body)
+    run = services.create_run(thread, send=False, **body)  # executed here, as a server does
     runtime.execute_run(run.pk)
     return thread
 

@@ -30,10 +30,9 @@ def _with_everything(pk):
 
 
 @pytest.fixture
-def runs(alice, monkeypatch):
-    monkeypatch.setattr(services, "enqueue", lambda *args, **kwargs: None)
+def runs(alice):
     thread = make_thread(make_session(alice), make_workflow("pipeline"))
-    return [services.create_run(thread, input={"steps": 1}) for _ in range(2)]
+    return [services.create_run(thread, input={"steps": 1}, send=False) for _ in range(2)]
 
 
 def _fields(obj):
