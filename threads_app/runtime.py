@@ -20,7 +20,6 @@ import socket
 import threading
 import time
 from datetime import timedelta
-from functools import cache
 from typing import Any
 
 from django.conf import settings
@@ -38,6 +37,7 @@ from django.db.models import Exists, Max, OuterRef, Q
 from langgraph.types import Command
 
 from core import realtime, state
+from core.bulk_insert import insert_rows
 from core.jsonable import to_jsonable
 from core.metadata import json_size
 from core.rowloader import one_row
@@ -300,40 +300,10 @@ class EventLog:
 
 
 def _insert_events(events: list[RunEvent]) -> None:
-    """Write ``events`` with one INSERT (per 500), in the caller's transaction or, outside
-    one, on its own (``bulk_create`` would open a transaction for it: a BEGIN and a
-    COMMIT more). The values are prepared by the fields, as the ORM prepares them."""
-    db = connections[DEFAULT_DB_ALIAS]  # the wrapper: not looked up again for each value
-    fields = _event_fields()
-    size = min(db.ops.bulk_batch_size(fields, events), 500)
-    if len(events) > size:
-        with transaction.atomic():  # all or none, as one statement would be
-            for start in range(0, len(events), size):
-                _insert_events(events[start : start + size])
-        return
-    params = [
-        field.get_db_prep_save(getattr(event, field.attname), db)
-        for event in events
-        for field in fields
-    ]
-    with db.cursor() as cursor:
-        cursor.execute(_events_sql(len(events)), params)
-
-
-@cache
-def _event_fields() -> tuple:
-    return tuple(field for field in RunEvent._meta.concrete_fields if not field.primary_key)
-
-
-@cache
-def _events_sql(rows: int) -> str:
-    """The INSERT of ``rows`` events: the model's table and column names and
-    placeholders only (the values are bound)."""
-    fields = _event_fields()
-    row = "(" + ", ".join(["%s"] * len(fields)) + ")"
-    columns = ", ".join(f'"{field.column}"' for field in fields)
-    table = RunEvent._meta.db_table
-    return f'INSERT INTO "{table}" ({columns}) VALUES {", ".join([row] * rows)}'  # noqa: S608
+    """Write ``events`` with one INSERT (core.bulk_insert), in the caller's transaction
+    or, outside one, on its own (``bulk_create`` would open a transaction for it: a BEGIN
+    and a COMMIT more)."""
+    insert_rows(RunEvent, [vars(event) for event in events], connections[DEFAULT_DB_ALIAS])
 
 
 # --- execution ----------------------------------------------------------------------

@@ -1,0 +1,50 @@
+"""INSERT of many rows with SQL built once per model and row count.
+
+Why: ``bulk_create`` compiles its statement at every call (about 1 ms of CPU) and, outside
+a transaction, opens one for it (a BEGIN and a COMMIT more); the state manager's history
+rows and a run's event log are written this way at every state change and step
+(``bench/api.py``, "CPU per 1-step run"). The statement names the model's table and
+columns only; the values are bound, prepared by their fields as the ORM prepares them.
+"""
+
+from collections.abc import Mapping, Sequence
+from functools import cache
+from typing import Any
+
+from django.db import models, transaction
+
+# Far below any backend's limit on parameters per statement.
+MAX_ROWS_PER_STATEMENT = 500
+
+
+@cache
+def _fields(model: type[models.Model]) -> tuple[models.Field, ...]:
+    """What an INSERT writes: every concrete field but the (database-assigned) key."""
+    return tuple(field for field in model._meta.concrete_fields if not field.primary_key)
+
+
+@cache
+def _sql(model: type[models.Model], rows: int) -> str:
+    fields = _fields(model)
+    row = "(" + ", ".join(["%s"] * len(fields)) + ")"
+    columns = ", ".join(f'"{field.column}"' for field in fields)
+    table = model._meta.db_table
+    return f'INSERT INTO "{table}" ({columns}) VALUES {", ".join([row] * rows)}'  # noqa: S608
+
+
+def insert_rows(model: type[models.Model], rows: Sequence[Mapping[str, Any]], connection) -> None:
+    """Write ``rows`` (each its values by field attname) on ``connection``: one
+    statement, or several in one transaction (all or none) past the backend's batch
+    size, in the caller's transaction if there is one."""
+    fields = _fields(model)
+    size = min(connection.ops.bulk_batch_size(fields, rows), MAX_ROWS_PER_STATEMENT)
+    if len(rows) > size:
+        with transaction.atomic(using=connection.alias):
+            for start in range(0, len(rows), size):
+                insert_rows(model, rows[start : start + size], connection)
+        return
+    params = [
+        field.get_db_prep_save(row[field.attname], connection) for row in rows for field in fields
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(_sql(model, len(rows)), params)
