@@ -11,7 +11,8 @@ in a child process so that Django is configured exactly as the project configure
 Workloads, each timed in short alternating rounds (the best round of each kept):
 
 - graph: a real 3-node StateGraph (add_messages) invoked repeatedly on one thread;
-- put: ``put`` + ``put_writes`` of a realistic checkpoint (the graph's, 12 messages);
+- put: ``put`` + ``put_writes`` of a realistic checkpoint (the graph's, 12 messages;
+  DjangoSaver stores each put's writes with the next put, and the last with a flush);
 - get_tuple: the latest checkpoint of a thread;
 - list50: ``list(limit=50)`` on a 300-checkpoint thread made by the graph.
 
@@ -194,6 +195,9 @@ class Workloads:
             )
             self.saver.put_writes(stored, writes, str(uuid.uuid4()), "~__pregel_pull, answer")
             config = stored
+        flush = getattr(self.saver, "flush", None)
+        if flush is not None:
+            flush()  # DjangoSaver stores writes with the next put: the last ones, here
 
     def prepare_thread(self, turns: int) -> dict:
         config = {"configurable": {"thread_id": f"list-{uuid.uuid4()}"}}

@@ -8,11 +8,15 @@ made by migrations, on PostgreSQL or SQLite.
 
 Every call is a constant number of statements, whatever the size of the thread: a read is
 one statement that returns the checkpoints, the blobs they use (each once) and their
-writes; ``put`` and ``put_writes`` are one statement on PostgreSQL (one transaction of
-two on SQLite). The hot statements are SQL written for each vendor, because the ORM
-cannot express "the blobs named by a JSON column" or a multi-table insert; the other
-calls (deletes, copies, prunes) are SQL too, on the models' tables. The ORM is used for
-the table names and the schema only: no statement goes through a QuerySet.
+writes; ``put`` is one statement on PostgreSQL (one transaction of a few on SQLite).
+``put_writes`` sends nothing: a task's writes are kept by the saver instance and go in
+the statement of its next ``put`` (a step's writes with the checkpoint that follows the
+step), or with :meth:`DjangoSaver.flush`, which whoever runs a graph calls at its end;
+every read (and delete, copy, prune) of the instance sends them first. The hot
+statements are SQL written for each vendor, because the ORM cannot express "the blobs
+named by a JSON column" or a multi-table insert; the other calls (deletes, copies,
+prunes) are SQL too, on the models' tables. The ORM is used for the table names and the
+schema only: no statement goes through a QuerySet.
 
 Connections: a call uses the calling thread's Django connection when that thread is the
 main thread, when that connection is open already (a request thread that has read a
@@ -62,6 +66,11 @@ from langgraph.checkpoint.base import (
 )
 from langgraph.checkpoint.serde.base import SerializerProtocol
 from langgraph.checkpoint.serde.types import INTERRUPT, RESUME
+
+try:  # the channel of the marker LangGraph makes durable before an error handler runs
+    from langgraph._internal._constants import ERROR_SOURCE_NODE
+except ImportError:  # pragma: no cover - another LangGraph layout
+    ERROR_SOURCE_NODE = "__error_source_node__"
 
 from checkpoints_app import models
 from checkpoints_app.connections import close_pooled_connections as close_pooled_connections
@@ -265,6 +274,7 @@ class _SQL:
             "blobs": (_PG_BLOBS if pg else _SQLITE_BLOBS).format(bl=bl),
         }
         self._selects: dict[tuple, str] = {}
+        self._puts: dict[tuple[int, int, int], str] = {}
         # The (channel, version) of the blobs a checkpoint uses, as rows:
         # FROM {cp} c CROSS JOIN {each_version} e.
         self.each_version = (
@@ -310,11 +320,35 @@ class _SQL:
         rows = ", ".join(["(%s, %s, %s, %s, %s, %s)"] * count)
         return f"INSERT INTO {self.bl} ({_BLOB_COLUMNS}) VALUES {rows} ON CONFLICT DO NOTHING"
 
-    def put(self, blob_count: int) -> str:
-        """Blobs and checkpoint in one statement (PostgreSQL: a data-modifying CTE)."""
-        if not blob_count:
-            return self.upsert_checkpoint
-        return f"WITH new_blobs AS ({self.insert_blobs(blob_count)}) {self.upsert_checkpoint}"
+    def put(self, blob_count: int, insert_count: int = 0, upsert_count: int = 0) -> str:
+        """Blobs, pending writes (inserted if absent, and upserted) and the checkpoint in
+        one statement (PostgreSQL: data-modifying CTEs; the parameters in that order)."""
+        key = (blob_count, insert_count, upsert_count)
+        statement = self._puts.get(key)
+        if statement is None:
+            ctes = []
+            if blob_count:
+                ctes.append(f"new_blobs AS ({self.insert_blobs(blob_count)})")
+            if insert_count:
+                ctes.append(f"new_writes AS ({self.insert_writes(insert_count, False)})")
+            if upsert_count:
+                ctes.append(f"upserted_writes AS ({self.insert_writes(upsert_count, True)})")
+            statement = self.upsert_checkpoint
+            if ctes:
+                statement = f"WITH {', '.join(ctes)} {statement}"
+            if len(self._puts) < 256:
+                self._puts[key] = statement
+        return statement
+
+    def write_rows(self, insert_count: int, upsert_count: int) -> str:
+        """PostgreSQL: pending writes inserted if absent and upserted, in one statement
+        (the inserts' parameters first)."""
+        if not upsert_count:
+            return self.insert_writes(insert_count, False)
+        upsert = self.insert_writes(upsert_count, True)
+        if not insert_count:
+            return upsert
+        return f"WITH new_writes AS ({self.insert_writes(insert_count, False)}) {upsert}"
 
     def insert_writes(self, count: int, upsert: bool) -> str:
         rows = ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s, %s)"] * count)
@@ -405,6 +439,20 @@ class DjangoSaver(BaseCheckpointSaver[str]):
     On PostgreSQL its hot statements are prepared, as PostgresSaver's are (from their
     second run on a connection); pass ``prepare=False`` behind a pooler that cannot keep
     prepared statements (PgBouncer before 1.21 in transaction mode).
+
+    Pending writes are batched per step. ``put_writes`` checks and serializes a task's
+    writes at once (bad input raises there) but keeps them in this instance; the next
+    ``put`` (the checkpoint that ends the step) stores them in its own statement, and
+    any read, copy, delete or prune of this instance stores them first, so what
+    ``put_writes`` accepted is always visible to this saver. Writes no ``put`` follows
+    (a run interrupted inside a node, a step whose other branch raised) wait for
+    :meth:`flush` (:meth:`aflush`): **call it when a graph's run ends**, however it ends,
+    before telling anyone else that it ended; nothing flushes on its own. The
+    trade-off: if the process dies before the step's checkpoint (or the flush), the
+    step's buffered writes are lost; the step was not checkpointed, so a resume runs it
+    again from the last checkpoint, and each checkpointed step still ran exactly once.
+    (An error handler's marker, which LangGraph makes durable before the handler runs,
+    is stored at once.)
     """
 
     def __init__(
@@ -417,6 +465,17 @@ class DjangoSaver(BaseCheckpointSaver[str]):
         super().__init__(serde=serde)
         self.using = using or router.db_for_write(models.Checkpoint) or DEFAULT_DB_ALIAS
         self.prepare = prepare
+        # Pending writes not sent yet: (thread, ns, checkpoint, task, idx) -> (upsert, row).
+        # _pending_lock guards the dict (task threads add to it at once) and _writing, the
+        # put_writes calls under way, which a put waits for (LangGraph submits a task's
+        # writes before the checkpoint after it, to threads that may start them late);
+        # _send_lock is held from taking writes out of the dict until they are stored,
+        # so that sends keep their order and a read waits for writes on their way.
+        self._pending: dict[tuple, tuple[bool, tuple]] = {}
+        self._pending_lock = threading.Lock()
+        self._written = threading.Condition(self._pending_lock)
+        self._writing = 0
+        self._send_lock = threading.Lock()
 
     # --- plumbing ---------------------------------------------------------------
 
@@ -460,6 +519,7 @@ class DjangoSaver(BaseCheckpointSaver[str]):
             params.append(_checkpoint_id(before_id))
         if limit is not None and limit <= 0:
             return []
+        self.flush()
         with saver_connection(self.using) as connection:
             sql = self._sql(connection)
             recheck = False
@@ -555,6 +615,7 @@ class DjangoSaver(BaseCheckpointSaver[str]):
         configurable = config["configurable"]
         ns = _namespace(configurable.get("checkpoint_ns"))
         checkpoint_id = configurable.get("checkpoint_id")
+        self.flush()
         with saver_connection(self.using) as connection:
             sql = self._sql(connection)
             if checkpoint_id:
@@ -611,6 +672,8 @@ class DjangoSaver(BaseCheckpointSaver[str]):
         metadata: CheckpointMetadata,
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
+        """Store a checkpoint, with the pending writes this saver keeps (those of the
+        step it ends, and any others), in one statement on PostgreSQL."""
         configurable = config["configurable"]
         thread_id = _thread_id(config)
         ns = _namespace(configurable.get("checkpoint_ns"))
@@ -645,32 +708,61 @@ class DjangoSaver(BaseCheckpointSaver[str]):
             raise ValueError(f"checkpoint cannot be stored as JSON: {exc}") from None
         metadata_json, run_id = _metadata(get_serializable_checkpoint_metadata(config, metadata))
 
-        with saver_connection(self.using) as connection:
-            sql = self._sql(connection)
-            row = (
-                thread_id,
-                ns,
-                checkpoint_id,
-                parent_id,
-                checkpoint_json,
-                _dumps(blob_versions),
-                metadata_json,
-                run_id,
-                sql.adapt_datetime(_now()),
-            )
-            blob_count = len(blob_params) // 6
-            if sql.postgres or not blob_count:
-                # One statement: atomic by itself, or part of the caller's transaction.
-                with _write(connection, atomic=False):
-                    run_statement(
-                        connection, sql.put(blob_count), [*blob_params, *row], self.prepare
-                    )
-            else:
-                with _write(connection):
-                    run_statement(
-                        connection, sql.insert_blobs(blob_count), blob_params, self.prepare
-                    )
-                    run_statement(connection, sql.upsert_checkpoint, row, self.prepare)
+        # Without pending writes, no lock: nothing to keep in order with a flush.
+        locked = bool(self._pending or self._writing)
+        if locked:
+            self._send_lock.acquire()
+        taken: dict[tuple, tuple[bool, tuple]] = {}
+        try:
+            taken = self._take(wait=True) if locked else {}
+            with saver_connection(self.using) as connection:
+                sql = self._sql(connection)
+                row = (
+                    thread_id,
+                    ns,
+                    checkpoint_id,
+                    parent_id,
+                    checkpoint_json,
+                    _dumps(blob_versions),
+                    metadata_json,
+                    run_id,
+                    sql.adapt_datetime(_now()),
+                )
+                blob_count = len(blob_params) // 6
+                chunks = _write_chunks(taken)
+                last = chunks.pop() if chunks else ([], [])
+                if sql.postgres:
+                    with _write(connection, atomic=False):
+                        for inserts, upserts in chunks:  # past one statement's share
+                            self._send_writes(connection, sql, inserts, upserts)
+                        inserts, upserts = last
+                        params = [*blob_params]
+                        for write in (*inserts, *upserts):
+                            params += write
+                        params += row
+                        # One statement: atomic by itself, or part of the caller's
+                        # transaction.
+                        statement = sql.put(blob_count, len(inserts), len(upserts))
+                        run_statement(connection, statement, params, self.prepare)
+                elif not blob_count and not taken:
+                    with _write(connection, atomic=False):
+                        run_statement(connection, sql.upsert_checkpoint, row, self.prepare)
+                else:
+                    with _write(connection):
+                        if blob_count:
+                            run_statement(
+                                connection, sql.insert_blobs(blob_count), blob_params, self.prepare
+                            )
+                        for inserts, upserts in (*chunks, last):
+                            self._send_writes(connection, sql, inserts, upserts)
+                        run_statement(connection, sql.upsert_checkpoint, row, self.prepare)
+        except BaseException:
+            if taken:
+                self._restore(taken)
+            raise
+        finally:
+            if locked:
+                self._send_lock.release()
         return {
             "configurable": {
                 "thread_id": thread_id,
@@ -686,8 +778,41 @@ class DjangoSaver(BaseCheckpointSaver[str]):
         task_id: str,
         task_path: str = "",
     ) -> None:
+        """Check, serialize and keep a task's writes; the next ``put`` (or a read, or
+        :meth:`flush`) stores them. Writes to LangGraph's special channels (errors,
+        interrupts, resumes) replace the task's earlier ones; others are kept only where
+        the task has none at that index, as each ``put_writes`` stored them before."""
+        if self._keep_writes(config, writes, task_id, task_path):
+            self.flush()
+
+    def _keep_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str,
+    ) -> bool:
+        """Add writes to the pending ones; whether they must be stored at once."""
         if not writes:
-            return
+            return False
+        with self._pending_lock:
+            self._writing += 1
+        try:
+            keys, rows, upsert, urgent = self._write_rows(config, writes, task_id, task_path)
+            with self._pending_lock:
+                pending = self._pending
+                for key, row in zip(keys, rows, strict=True):
+                    _merge(pending, key, upsert, row)
+            return urgent
+        finally:
+            with self._pending_lock:
+                self._writing -= 1
+                if not self._writing:
+                    self._written.notify_all()
+
+    def _write_rows(self, config, writes, task_id, task_path):
+        """A put_writes call checked and serialized: the rows' keys, the rows, whether
+        they are upserts, whether one is an error handler's marker."""
         configurable = config["configurable"]
         thread_id = _thread_id(config)
         ns = _namespace(configurable.get("checkpoint_ns"))
@@ -697,21 +822,82 @@ class DjangoSaver(BaseCheckpointSaver[str]):
         # One row per (task, idx): the last one wins an upsert, the first an insert.
         rows: dict[int, tuple] = {}
         dumps = self.serde.dumps_typed
+        path = task_path or ""
+        urgent = False
         for position, (channel, value) in enumerate(writes):
             idx = WRITES_IDX_MAP.get(channel, position)
             if not upsert and idx in rows:
                 continue
             _checked(channel, "channel name", models.CHANNEL_MAX)
+            urgent = urgent or channel == ERROR_SOURCE_NODE
             kind, blob = dumps(value)
-            path = task_path or ""
             rows[idx] = (thread_id, ns, checkpoint_id, task_id, path, idx, channel, kind, blob)
-        params = [value for row in rows.values() for value in row]
-        with saver_connection(self.using) as connection:
-            sql = self._sql(connection)
-            with _write(connection, atomic=False):
-                run_statement(
-                    connection, sql.insert_writes(len(rows), upsert), params, self.prepare
-                )
+        keys = [(thread_id, ns, checkpoint_id, task_id, idx) for idx in rows]
+        return keys, list(rows.values()), upsert, urgent
+
+    def flush(self) -> None:
+        """Store the pending writes this saver keeps (one statement on PostgreSQL, up to
+        1,000 writes a statement), and wait for those another thread is storing. Call it
+        when a graph's run ends (success, error, interrupt, cancel): the writes of a step
+        that no checkpoint followed are stored only then. If it raises, the writes stay
+        pending."""
+        if not self._pending and not self._send_lock.locked():
+            return
+        with self._send_lock:
+            taken = self._take()
+            if not taken:
+                return
+            try:
+                with saver_connection(self.using) as connection:
+                    sql = self._sql(connection)
+                    chunks = _write_chunks(taken)
+                    atomic = not sql.postgres and (
+                        len(chunks) > 1 or all(chunks[0])  # SQLite: more than one statement
+                    )
+                    with _write(connection, atomic=atomic):
+                        for inserts, upserts in chunks:
+                            self._send_writes(connection, sql, inserts, upserts)
+            except BaseException:
+                self._restore(taken)
+                raise
+
+    async def aflush(self) -> None:
+        await self._arun(self.flush)
+
+    def pending_write_count(self) -> int:
+        """How many writes this saver keeps that are not stored yet."""
+        with self._pending_lock:
+            return len(self._pending)
+
+    def _take(self, wait: bool = False) -> dict[tuple, tuple[bool, tuple]]:
+        """The pending writes, out of the dict; with ``wait``, once the put_writes calls
+        under way have added theirs."""
+        with self._pending_lock:
+            if wait:
+                self._written.wait_for(lambda: not self._writing, timeout=5)
+            taken, self._pending = self._pending, {}
+        return taken
+
+    def _restore(self, taken: dict[tuple, tuple[bool, tuple]]) -> None:
+        """Writes that could not be stored back into the pending ones, before those
+        added since."""
+        with self._pending_lock:
+            newer, self._pending = self._pending, dict(taken)
+            for key, (upsert, row) in newer.items():
+                _merge(self._pending, key, upsert, row)
+
+    def _send_writes(self, connection, sql: _SQL, inserts: list, upserts: list) -> None:
+        """Pending writes: on PostgreSQL one statement; on SQLite one per kind."""
+        if sql.postgres:
+            params = [value for write in (*inserts, *upserts) for value in write]
+            statement = sql.write_rows(len(inserts), len(upserts))
+            run_statement(connection, statement, params, self.prepare)
+            return
+        for rows, upsert in ((inserts, False), (upserts, True)):
+            if rows:
+                params = [value for write in rows for value in write]
+                statement = sql.insert_writes(len(rows), upsert)
+                run_statement(connection, statement, params, self.prepare)
 
     async def aput(
         self,
@@ -729,7 +915,9 @@ class DjangoSaver(BaseCheckpointSaver[str]):
         task_id: str,
         task_path: str = "",
     ) -> None:
-        await self._arun(self.put_writes, config, writes, task_id, task_path)
+        # No I/O unless the writes must be stored at once: no trip to a thread.
+        if self._keep_writes(config, writes, task_id, task_path):
+            await self.aflush()
 
     # --- deleting, copying, pruning ---------------------------------------------
 
@@ -741,6 +929,7 @@ class DjangoSaver(BaseCheckpointSaver[str]):
         if not thread_ids:
             return
         marks = ", ".join(["%s"] * len(thread_ids))
+        self.flush()  # this saver's pending writes first
         with saver_connection(self.using) as connection:
             sql = self._sql(connection)
             with _write(connection), saver_cursor(connection) as cursor:
@@ -753,6 +942,7 @@ class DjangoSaver(BaseCheckpointSaver[str]):
             return
         columns = sorted({run_id[: models.RUN_ID_MAX] for run_id in wanted})
         marks = ", ".join(["%s"] * len(columns))
+        self.flush()  # this saver's pending writes first
         with saver_connection(self.using) as connection:
             sql = self._sql(connection)
             with _write(connection):
@@ -837,6 +1027,7 @@ class DjangoSaver(BaseCheckpointSaver[str]):
         if until is not None:
             bound, cbound = " AND checkpoint_id <= %s", " AND c.checkpoint_id <= %s"
             bound_params = [_checkpoint_id(until)]
+        self.flush()  # this saver's pending writes first
         with saver_connection(self.using) as connection:
             sql = self._sql(connection)
             with _write(connection), saver_cursor(connection) as cursor:
@@ -873,6 +1064,7 @@ class DjangoSaver(BaseCheckpointSaver[str]):
         thread_id = _checked(thread_id, "thread_id", models.THREAD_ID_MAX)
         ns = _namespace(checkpoint_ns)
         checkpoint_id = _checkpoint_id(checkpoint_id)
+        self.flush()  # this saver's pending writes first
         with saver_connection(self.using) as connection:
             sql = self._sql(connection)
             with _write(connection, atomic=False), saver_cursor(connection) as cursor:
@@ -909,6 +1101,7 @@ class DjangoSaver(BaseCheckpointSaver[str]):
         if not thread_ids:
             return []
         marks = ", ".join(["%s"] * len(thread_ids))
+        self.flush()  # this saver's pending writes first
         with saver_connection(self.using) as connection:
             sql = self._sql(connection)
             has_key = (
@@ -942,6 +1135,7 @@ class DjangoSaver(BaseCheckpointSaver[str]):
         keeps its newest). One transaction; returns the (namespace, checkpoint_id) deleted
         (or that would be, ``dry_run``)."""
         thread_id = _checked(thread_id, "thread_id", models.THREAD_ID_MAX)
+        self.flush()  # this saver's pending writes first
         with saver_connection(self.using) as connection:
             sql = self._sql(connection)
             with _write(connection):
@@ -1008,6 +1202,36 @@ class DjangoSaver(BaseCheckpointSaver[str]):
         else:
             counter = int(str(current).split(".")[0])
         return f"{counter + 1:032}.{random.random():016}"  # noqa: S311 - not a secret
+
+
+# Pending writes a statement carries at most (9 parameters each; PostgreSQL takes 65,535).
+_WRITES_PER_STATEMENT = 1000
+
+
+def _merge(pending: dict[tuple, tuple[bool, tuple]], key: tuple, upsert: bool, row: tuple) -> None:
+    """Add a write to the pending ones as if each were stored in turn: an upsert replaces
+    what is there (the task path stays the first one's, as an upsert leaves the stored
+    row's), an insert is kept only where nothing is. So a key is pending once, as one
+    insert-if-absent or one upsert, and a statement never touches a row twice."""
+    found = pending.get(key)
+    if found is None:
+        pending[key] = (upsert, row)
+    elif upsert:
+        first = found[1]
+        pending[key] = (True, row if row[4] == first[4] else (*row[:4], first[4], *row[5:]))
+
+
+def _write_chunks(taken: dict[tuple, tuple[bool, tuple]]) -> list[tuple[list, list]]:
+    """Pending writes as (inserts, upserts) per statement."""
+    chunks: list[tuple[list, list]] = []
+    items = list(taken.values())
+    for start in range(0, len(items), _WRITES_PER_STATEMENT):
+        inserts: list[tuple] = []
+        upserts: list[tuple] = []
+        for upsert, row in items[start : start + _WRITES_PER_STATEMENT]:
+            (upserts if upsert else inserts).append(row)
+        chunks.append((inserts, upserts))
+    return chunks
 
 
 # SQLite has one writer at a time; taking turns in the process spares our connections

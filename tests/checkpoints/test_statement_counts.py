@@ -1,8 +1,10 @@
 """The statements DjangoSaver sends for a 1-step run on an existing thread, from every
 thread LangGraph calls it from, pinned so that they cannot creep back: the read of the
-thread's latest checkpoint, three ``put`` and two ``put_writes``, each one statement in
-autocommit on PostgreSQL (no BEGIN/COMMIT round trips around it), and no check of a
-pooled connection lent again within ``STATEHOUSE_DB_CHECK_IDLE_S``."""
+thread's latest checkpoint and three ``put``, each one statement in autocommit on
+PostgreSQL (no BEGIN/COMMIT round trips around it); the two ``put_writes`` send nothing
+of their own, their writes go in the statements of the puts that follow them (issue 16:
+batched per step); and no check of a pooled connection lent again within
+``STATEHOUSE_DB_CHECK_IDLE_S``."""
 
 import operator
 import threading
@@ -15,10 +17,10 @@ from langgraph.graph import END, START, StateGraph
 
 from checkpoints_app.models import Checkpoint, CheckpointBlob, CheckpointWrite
 
+CHECKPOINTS = f'INSERT INTO "{Checkpoint._meta.db_table.upper()}"'
 KINDS = {
     "WITH C AS MATERIALIZED": "read",
-    "WITH NEW_BLOBS AS": "put",  # PostgreSQL: blobs and checkpoint in one statement
-    f'INSERT INTO "{Checkpoint._meta.db_table.upper()}"': "put",
+    CHECKPOINTS: "put",
     f'INSERT INTO "{CheckpointBlob._meta.db_table.upper()}"': "put's blobs",  # SQLite
     f'INSERT INTO "{CheckpointWrite._meta.db_table.upper()}"': "put_writes",
     "BEGIN": "begin",  # SQLite's BEGIN IMMEDIATE (psycopg sends BEGIN without a cursor)
@@ -27,7 +29,15 @@ KINDS = {
 
 def kind(sql: str) -> str:
     text = " ".join(sql.split()).upper()
+    if text.startswith("WITH NEW_") and f") {CHECKPOINTS}" in text:
+        return "put"  # PostgreSQL: blobs, writes and checkpoint in one statement
     return next((name for start, name in KINDS.items() if text.startswith(start)), text[:60])
+
+
+def carries_writes(sql: str) -> bool:
+    """A PostgreSQL put whose statement stores pending writes too."""
+    text = " ".join(sql.split()).upper()
+    return kind(sql) == "put" and "NEW_WRITES AS (INSERT" in text
 
 
 class Recorder:
@@ -37,11 +47,13 @@ class Recorder:
     def __init__(self):
         self.lock = threading.Lock()
         self.statements: list[tuple[str, bool]] = []
+        self.texts: list[str] = []
 
     def __call__(self, execute, sql, params, many, context):
         wrapper = context["connection"]
         with self.lock:
             self.statements.append((kind(sql), wrapper.get_autocommit()))
+            self.texts.append(sql)
         return execute(sql, params, many, context)
 
     def watch(self, sender, connection, **kwargs):
@@ -102,6 +114,7 @@ def test_a_one_step_run_on_an_existing_thread(threaded_saver, recorder, checks):
     config = {"configurable": {"thread_id": "counted"}}
     graph.invoke({"steps": 1}, config, durability="sync")  # the thread exists
     recorder.statements.clear()
+    recorder.texts.clear()
     checks.clear()
 
     # As the runtime streams a run: LangGraph writes from its thread pool.
@@ -110,15 +123,21 @@ def test_a_one_step_run_on_an_existing_thread(threaded_saver, recorder, checks):
     ):
         pass
     counts, statements, checked = recorder.kinds(), list(recorder.statements), list(checks)
+    texts = list(recorder.texts)
+    left = threaded_saver.pending_write_count()
 
     assert graph.get_state(config).values["completed"] == [1, 2]
+    assert left == 0  # the step's writes went with the checkpoint after it
     if connection.vendor == "postgresql":
-        assert counts == {"read": 1, "put": 3, "put_writes": 2}
+        assert counts == {"read": 1, "put": 3}
+        # The __start__ task's writes with the step's checkpoint, the step's with the last.
+        assert sum(map(carries_writes, texts)) == 2
         assert all(autocommit for _, autocommit in statements)
         assert checked == []  # each connection lent again at once: no check
     else:
-        # SQLite: a put with blobs is two statements in a transaction of its own.
-        assert counts == {"read": 1, "put": 3, "put's blobs": 2, "begin": 2, "put_writes": 2}
+        # SQLite: a put with blobs or writes is a transaction of its own (one commit), a
+        # statement for each of its tables.
+        assert counts == {"read": 1, "put": 3, "put's blobs": 2, "begin": 3, "put_writes": 2}
 
 
 def test_a_statement_is_prepared_from_its_second_run_on_a_connection(on_postgres, threaded_saver):
