@@ -32,19 +32,37 @@ def _sql(model: type[models.Model], rows: int) -> str:
     return f'INSERT INTO "{table}" ({columns}) VALUES {", ".join([row] * rows)}'  # noqa: S608
 
 
-def insert_rows(model: type[models.Model], rows: Sequence[Mapping[str, Any]], connection) -> None:
+def insert_rows(
+    model: type[models.Model],
+    rows: Sequence[Mapping[str, Any]],
+    connection,
+    returning: tuple[str, Sequence[Any]] | None = None,
+) -> tuple | None:
     """Write ``rows`` (each its values by field attname) on ``connection``: one
     statement, or several in one transaction (all or none) past the backend's batch
-    size, in the caller's transaction if there is one."""
+    size, in the caller's transaction if there is one.
+
+    ``returning``: an SQL expression list and its parameters that the (last) INSERT
+    returns, a subquery say, read in the same round trip; its first row is returned
+    (None without ``returning``). A subquery there sees the database as the statement
+    started, after any lock the caller's transaction took before it."""
     fields = _fields(model)
     size = min(connection.ops.bulk_batch_size(fields, rows), MAX_ROWS_PER_STATEMENT)
     if len(rows) > size:
         with transaction.atomic(using=connection.alias):
-            for start in range(0, len(rows), size):
+            for start in range(0, len(rows) - size, size):
                 insert_rows(model, rows[start : start + size], connection)
-        return
+            last = (len(rows) - 1) // size * size
+            return insert_rows(model, rows[last:], connection, returning)
     params = [
         field.get_db_prep_save(row[field.attname], connection) for row in rows for field in fields
     ]
+    sql = _sql(model, len(rows))
+    if returning is not None:
+        expressions, extra = returning
+        sql = f"{sql} RETURNING {expressions}"
+        params += extra
     with connection.cursor() as cursor:
-        cursor.execute(_sql(model, len(rows)), params)
+        cursor.execute(sql, params)
+        # All rows read: SQLite keeps a statement with rows left to read in progress.
+        return cursor.fetchall()[0] if returning is not None else None

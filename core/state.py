@@ -320,8 +320,15 @@ def create_state(
     initial: dict[str, Any],
     actor: Any = None,
     using: str | None = None,
+    updates: list[tuple[StatefulModel, dict[str, Any]]] = (),
 ) -> StatefulModel:
-    """Create an entity at version 1 and announce it; returns the saved instance."""
+    """Create an entity at version 1 and announce it; returns the saved instance.
+
+    ``updates``: ``(row, changes)`` pairs written in the same transaction, as
+    ``update_states`` writes them (rows the caller read under their locks, compared and
+    set on the version read), and announced with the creation in one
+    ``state_changed_batch``: a run created running, say, with its thread busy. Every
+    change is validated before anything is written; a conflict rolls all back."""
     model = entity_model(entity_type)
     if not isinstance(initial, dict):
         raise InvalidState(f"initial state must be a dict, got {type(initial).__name__}")
@@ -340,13 +347,26 @@ def create_state(
     except ValidationError as exc:
         raise InvalidState(f"invalid {entity_type}: {_describe(exc)}") from None
     _check_size(entity_type, to_state(obj))
+    prepared = []
+    for row, changes in updates:
+        row_model = entity_model(type(row).state_entity_type)
+        old, new, changed = _prepare(row, row_model.state_entity_type, changes, None)
+        if changed:
+            prepared.append((row_model, row, old, new, changed))
     actor_name = _actor(actor)
     with transaction.atomic(using=db, savepoint=False):
-        obj.created_at = obj.updated_at = now()
+        moment = obj.created_at = obj.updated_at = now()
         state = to_state(obj)
         obj.save(using=db, force_insert=True)
-        change = _announce(model, obj, "created", None, state, state.keys(), actor_name, db)
-        state_changed_batch.send(sender=None, changes=[change])
+        announced = [_announce(model, obj, "created", None, state, state.keys(), actor_name, db)]
+        for row_model, row, old, new, changed in prepared:
+            error = _write(row_model, row, new, changed, moment, db)
+            if error is not None:
+                raise error  # undoes the creation and the writes before it
+            announced.append(
+                _announce(row_model, row, "updated", old, new, changed, actor_name, db)
+            )
+        state_changed_batch.send(sender=None, changes=announced)
     return obj
 
 

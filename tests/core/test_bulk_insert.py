@@ -50,3 +50,23 @@ def test_rows_past_one_statement_are_written_all_or_none(run, monkeypatch):
     assert _rows(run) == []
     insert_rows(RunEvent, rows[:5], connection)
     assert [row["seq"] for row in _rows(run)] == [1, 2, 3, 4, 5]
+
+
+def test_the_insert_returns_what_it_is_asked_to_read_along(run):
+    meta = run._meta
+    asked = f'(SELECT "status" FROM "{meta.db_table}" WHERE "id" = %s)'
+    pk = meta.pk.get_db_prep_value(run.pk, connection)
+
+    read = insert_rows(RunEvent, [_event(run, 1), _event(run, 2)], connection, (asked, [pk]))
+
+    assert read == (run.status,)
+    assert [row["seq"] for row in _rows(run)] == [1, 2]
+
+
+def test_past_one_statement_the_last_one_returns_it(run, monkeypatch):
+    monkeypatch.setattr("core.bulk_insert.MAX_ROWS_PER_STATEMENT", 2)
+
+    read = insert_rows(RunEvent, [_event(run, seq) for seq in range(1, 6)], connection, ("5", []))
+
+    assert read == (5,)
+    assert [row["seq"] for row in _rows(run)] == [1, 2, 3, 4, 5]

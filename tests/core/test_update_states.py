@@ -133,3 +133,60 @@ def test_single_writes_record_their_event_through_the_batch_signal(alice, announ
     ]
     kinds = StateEvent.objects.filter(entity_id=session.pk).order_by("id")
     assert list(kinds.values_list("kind", flat=True)) == ["created", "updated", "deleted"]
+
+
+def test_a_creation_with_updates_is_one_batch_and_one_history_statement(
+    rows, announced, alice, django_assert_num_queries
+):
+    session, _ = rows
+    announced.clear()
+
+    # The INSERT, the UPDATE, the StateEvents (one INSERT for both changes).
+    with django_assert_num_queries(3):
+        created = state.create_state(
+            "workflow",
+            {"name": "made along", "graph_id": "pipeline"},
+            updates=[(session, {"title": "Touched"})],
+        )
+
+    assert announced == [
+        ("change", "workflow"),
+        ("change", "session"),
+        ("batch", ["workflow", "session"]),
+    ]
+    assert Session.objects.get(pk=session.pk).title == "Touched"
+    assert session.version == 2
+    kinds = StateEvent.objects.filter(entity_id__in=[created.pk, session.pk]).order_by("id")
+    assert [(event.entity_type, event.kind) for event in kinds][-2:] == [
+        ("workflow", "created"),
+        ("session", "updated"),
+    ]
+
+
+def test_a_creation_whose_update_conflicts_writes_nothing(rows, alice):
+    session, _ = rows
+    Session.objects.filter(pk=session.pk).update(version=5)  # another writer went first
+
+    # (The conflict marks the caller's transaction for rollback: the test's is outside.)
+    with pytest.raises(state.StateConflict), transaction.atomic():
+        state.create_state(
+            "workflow",
+            {"name": "never made", "graph_id": "pipeline"},
+            updates=[(session, {"title": "Lost"})],
+        )
+
+    assert not Workflow.objects.filter(name="never made").exists()
+    assert Session.objects.get(pk=session.pk).title != "Lost"
+
+
+def test_a_creation_whose_update_is_invalid_writes_nothing(rows, alice):
+    session, _ = rows
+
+    with pytest.raises(state.InvalidState):
+        state.create_state(
+            "workflow",
+            {"name": "never made", "graph_id": "pipeline"},
+            updates=[(session, {"no_such_field": 1})],
+        )
+
+    assert not Workflow.objects.filter(name="never made").exists()
