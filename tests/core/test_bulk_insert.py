@@ -54,7 +54,7 @@ def test_rows_past_one_statement_are_written_all_or_none(run, monkeypatch):
 
 def test_the_insert_returns_what_it_is_asked_to_read_along(run):
     meta = run._meta
-    asked = f'(SELECT "status" FROM "{meta.db_table}" WHERE "id" = %s)'
+    asked = f'(SELECT "status" FROM "{meta.db_table}" WHERE "id" = %s)'  # noqa: S608
     pk = meta.pk.get_db_prep_value(run.pk, connection)
 
     read = insert_rows(RunEvent, [_event(run, 1), _event(run, 2)], connection, (asked, [pk]))
