@@ -2,17 +2,21 @@
 
 Why: a waited run otherwise goes from the server to the broker, to a worker, and back
 through the channel layer, each hop paid in CPU on both sides (``bench/api.py``, "CPU per
-1-step run"). Executed here, in a thread of the server's, it is claimed, leased, kept
-alive by its heartbeat, checkpointed, logged and finished exactly as in a worker (this is
-``runtime.execute_run``); only the process differs, as in LangGraph Server, which runs
-its queue in its API processes.
+1-step run"). Executed here, in a thread of the server's, it is leased, kept alive by
+its heartbeat, checkpointed, logged and finished exactly as in a worker (this is
+``runtime.execute_claimed``); only the process differs, as in LangGraph Server, which
+runs its queue in its API processes.
 
 What keeps it durable is the lease, as for a worker: if this process dies mid-run, the
 lease expires and a worker's sweeper requeues the run, which resumes from its last
 checkpoint; an attempt that meets a transient database error is put back to pending and
-sent to the workers (``runtime.release_for_retry``). A run that cannot start here at once
-(its thread busy with another run, say) is sent to the workers. Either way the request
-then follows the run as it follows any other.
+sent to the workers (``runtime.release_for_retry``).
+
+A run that can start at once is created already claimed, running, in the transaction
+that creates it (``services.create_run``'s ``claim_for``): no claim of its own, no
+pending state. One that cannot (its thread busy with another run, say) is created
+pending and queued: the end of the run before it sends it to the workers. Either way
+the request then follows the run as it follows any other.
 
 A server process executes at most STATEHOUSE_SERVER_RUN_SLOTS runs at once, in threads
 of its own (not the event loop's executor, which other work needs): with every slot
@@ -20,7 +24,10 @@ taken, a waited run goes to the workers. ``STATEHOUSE_WAITED_RUNS_IN_SERVER = Fa
 sends every run to the workers.
 """
 
+import itertools
 import logging
+import os
+import socket
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -28,17 +35,18 @@ from django.conf import settings
 from django.db import close_old_connections, connection
 
 from threads_app import runtime
-from threads_app.services import enqueue
+from threads_app.models import Run
 
 logger = logging.getLogger(__name__)
 
-# execute_here's answer when the run was sent to the workers instead.
+# execute_here's answer when the run did not finish here and is the workers' to run.
 SENT = "sent"
 
 
 _lock = threading.Lock()
 _executor: ThreadPoolExecutor | None = None
 _taken = 0
+_executions = itertools.count(1)
 
 
 def reserve() -> bool:
@@ -62,41 +70,41 @@ def release() -> None:
         _taken -= 1
 
 
-def start(run_id) -> Future:
-    """Execute the run (created without being sent, a slot reserved for it) in one of
-    this process's run threads; the future's result is execute_here's."""
+def claimant() -> str:
+    """A worker id for one execution in this process's run threads, to create a run
+    claimed by (services.create_run's ``claim_for``): host, process and a number of
+    its own, so that no two executions, here or elsewhere, hold the same claim."""
+    return f"{socket.gethostname()}:{os.getpid()}:run-{next(_executions)}"
+
+
+def start(run: Run) -> Future:
+    """Execute ``run`` (created claimed by a claimant(), a slot reserved for it) in one
+    of this process's run threads; the future's result is execute_here's."""
     global _executor
     with _lock:
         if _executor is None:
             _executor = ThreadPoolExecutor(thread_name_prefix="statehouse-run")
-    execution = _executor.submit(execute_here, run_id)
+    execution = _executor.submit(execute_here, run)
     execution.add_done_callback(lambda _: release())
     return execution
 
 
-def execute_here(run_id) -> str:
-    """Claim and execute the pending run ``run_id`` in this thread (created without being
-    sent to the workers). Returns its final status as ``runtime.execute_run`` does, or
-    SENT when it did not start here and is the workers' to run.
+def execute_here(run: Run) -> tuple[str, Run | None]:
+    """Execute ``run``, created claimed by ``run.claimed_by``, in this thread: its final
+    status and the run as it finished, with its thread (runtime.execute_claimed), or
+    (SENT, None) when it did not finish here and is the workers' to finish.
 
-    A run not claimed ("skipped") needs no sending: queued behind another run of its
-    thread, it is sent when that one finishes (``services.start_next_run``), as a run
-    created while its thread is busy always is; cancelled or deleted first, there is
-    nothing to run. A claim that met a database error is sent (a worker's task retries
-    it), as the Celery task's retry would; a second sending is harmless (the claim is a
-    compare-and-set)."""
+    An attempt that meets a database error is put back to pending and sent to the
+    workers (runtime.release_for_retry); an unexpected error leaves the run to its
+    lease, which runs out, and the sweeper gives it to a worker. The request follows
+    the run meanwhile, as it follows any other."""
     close_old_connections()
     try:
         try:
-            outcome = runtime.execute_run(run_id)
-        except runtime.DatabaseUnavailable:
-            enqueue(run_id)
-            return SENT
+            return runtime.execute_claimed(run, run.claimed_by)
         except Exception:
-            # Not the graph's error (execute_run records those): the run's lease runs out
-            # and the sweeper gives it to a worker; the request follows it meanwhile.
-            logger.exception("run %s: executing it in the server failed", run_id)
-            return SENT
-        return SENT if outcome == "skipped" else outcome
+            # Not the graph's error (the execution records those).
+            logger.exception("run %s: executing it in the server failed", run.pk)
+            return SENT, None
     finally:
         connection.close()  # back to the pool: this thread serves other runs later

@@ -105,22 +105,48 @@ def run_started(run: Run, thread: Thread, worker: str, lease_s: float) -> Run:
     one batch of the state manager (changed in place) and not read again."""
     moment = now()
     updates: list[tuple[Any, dict[str, Any]]] = [
-        (
-            run,
-            {
-                "status": Run.Status.RUNNING,
-                "attempt": run.attempt + 1,
-                "claimed_by": worker,
-                "lease_expires_at": moment + timedelta(seconds=lease_s),
-                "heartbeat_at": moment,
-                "started_at": run.started_at or moment,
-            },
-        )
+        (run, _claimed(run.attempt + 1, run.started_at or moment, worker, lease_s, moment))
     ]
     if thread.status != Thread.Status.BUSY:
         updates.append((thread, _busy(moment)))
     state.update_states(updates, actor=f"worker:{worker}")
     return run
+
+
+def run_created_running(
+    initial: dict[str, Any],
+    thread: Thread,
+    thread_changes: dict[str, Any],
+    worker: str,
+    lease_s: float,
+    actor: Any = None,
+) -> Run:
+    """A run created with ``initial`` already claimed by ``worker`` (a server that
+    executes it at once, threads_app/inprocess.py): running, its first attempt, leased
+    for ``lease_s`` seconds; its ``thread``, read under its lock, given
+    ``thread_changes`` and busy. One transaction and one state change per entity: the
+    run is never pending."""
+    moment = now()
+    changes = dict(thread_changes)
+    if thread.status != Thread.Status.BUSY:
+        changes |= _busy(moment)
+    return state.create_state(
+        "run",
+        initial | _claimed(1, moment, worker, lease_s, moment),
+        actor=actor,
+        updates=[(thread, changes)] if changes else [],
+    )
+
+
+def _claimed(attempt: int, started_at, worker: str, lease_s: float, moment) -> dict[str, Any]:
+    return {
+        "status": Run.Status.RUNNING,
+        "attempt": attempt,
+        "claimed_by": worker,
+        "lease_expires_at": moment + timedelta(seconds=lease_s),
+        "heartbeat_at": moment,
+        "started_at": started_at,
+    }
 
 
 def run_requeued(run: Run, actor: Any = None, error: str | None = None) -> Run:

@@ -247,7 +247,9 @@ class EventLog:
         self.buffer: list[RunEvent] = []
         self.flushed_at = time.monotonic()
 
-    def add(self, event: str, data: Any, namespace: str = "") -> None:
+    def add(self, event: str, data: Any, namespace: str = "", hold: bool = False) -> None:
+        """Log an event; written with the next flush (at once past 50 events or 200
+        ms since the last one, unless ``hold``: the caller flushes next)."""
         self.seq += 1
         self.buffer.append(
             RunEvent(
@@ -260,16 +262,19 @@ class EventLog:
                 created_at=now(),
             )
         )
-        if len(self.buffer) >= 50 or time.monotonic() - self.flushed_at > 0.2:
+        if not hold and (len(self.buffer) >= 50 or time.monotonic() - self.flushed_at > 0.2):
             self.flush()
 
-    def flush(self) -> None:
+    def flush(self, reading: tuple[str, list] | None = None) -> tuple | None:
+        """Write the events logged since the last flush. ``reading``: SQL expressions
+        and their parameters read in the same round trip (returned by the INSERT, or
+        selected alone when there is nothing to write); their row is returned."""
         self.flushed_at = time.monotonic()
         if not self.buffer:
-            return
+            return _select(reading) if reading is not None else None
         batch, self.buffer = self.buffer, []
         try:
-            _insert_events(batch)
+            read = _insert_events(batch, reading)
         except IntegrityError:
             if _deleted(self.run.pk):
                 raise RunDeleted from None
@@ -293,17 +298,26 @@ class EventLog:
             payloads.append(payload)
         # Pushed once written: at once, or when the caller's transaction commits.
         transaction.on_commit(lambda: self._push(payloads))
+        return read
 
     def _push(self, payloads: list[dict]) -> None:
         for payload in payloads:
             realtime.push([self.group, f"thread.{self.run.thread_id}"], payload)
 
 
-def _insert_events(events: list[RunEvent]) -> None:
+def _insert_events(events: list[RunEvent], reading: tuple[str, list] | None = None):
     """Write ``events`` with one INSERT (core.bulk_insert), in the caller's transaction
     or, outside one, on its own (``bulk_create`` would open a transaction for it: a BEGIN
-    and a COMMIT more)."""
-    insert_rows(RunEvent, [vars(event) for event in events], connections[DEFAULT_DB_ALIAS])
+    and a COMMIT more); returning ``reading``'s row if given."""
+    rows = [vars(event) for event in events]
+    return insert_rows(RunEvent, rows, connections[DEFAULT_DB_ALIAS], returning=reading)
+
+
+def _select(reading: tuple[str, list]) -> tuple:
+    expressions, params = reading
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {expressions}", params)
+        return cursor.fetchone()
 
 
 # --- execution ----------------------------------------------------------------------
@@ -397,15 +411,22 @@ def execute_run(run_id) -> str:
         raise DatabaseUnavailable(f"{type(exc).__name__}: {exc}") from exc
     if run is None:
         return "skipped"
+    return execute_claimed(run, worker)[0]
+
+
+def execute_claimed(run: Run, worker: str) -> tuple[str, Run | None]:
+    """Execute ``run``, claimed by ``worker`` (with its thread, session and workflow
+    loaded): its final status as execute_run returns it, and the run as it finished,
+    with its thread (None unless it finished here), so that its output needs no read."""
     execution = None
     try:
         execution = Execution(run, worker)
-        return execution.execute()
+        return execution.execute(), execution.finished
     except Exception as exc:
         if not is_transient_db_error(exc):
             raise
         logger.warning("run %s: attempt %s hit a database error", run.pk, run.attempt)
-        return release_for_retry(run, worker, exc, execution.log if execution else None)
+        return release_for_retry(run, worker, exc, execution.log if execution else None), None
 
 
 def release_for_retry(run: Run, worker: str, exc: BaseException, log=None) -> str:
@@ -453,15 +474,14 @@ def _finish_query(run_id):
     )
 
 
-def _cancel_request(run_id) -> tuple[str] | None:
-    """The run's ``cancel_requested`` (in a 1-tuple), None if it is gone: read at each
-    step with a written-out SELECT (the ORM compiled its query at each step)."""
+def _cancel_request(run_id) -> tuple[str, list]:
+    """The run's ``cancel_requested`` (NULL if the run is gone) as an SQL expression
+    and its parameter: read at each step along with the step's events (EventLog.flush),
+    written out (the ORM compiled its query at each step)."""
     meta = Run._meta
     column = meta.get_field("cancel_requested").column
-    sql = f'SELECT "{column}" FROM "{meta.db_table}" WHERE "{meta.pk.column}" = %s'  # noqa: S608
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [meta.pk.get_db_prep_value(run_id, connection)])
-        return cursor.fetchone()
+    sql = f'(SELECT "{column}" FROM "{meta.db_table}" WHERE "{meta.pk.column}" = %s)'  # noqa: S608
+    return sql, [meta.pk.get_db_prep_value(run_id, connection)]
 
 
 class Execution:
@@ -476,6 +496,8 @@ class Execution:
         # The top graph's last "values" chunk, and whether it stopped at an interrupt.
         self.values: Any = None
         self.interrupted = False
+        # The run as its finish wrote it, with its thread.
+        self.finished: Run | None = None
 
     def execute(self) -> str:
         try:
@@ -549,9 +571,9 @@ class Execution:
                     if isinstance(chunk, dict) and "__interrupt__" in chunk:
                         self.interrupted = True
                     self._progress(log, chunk)
-                    log.flush()
-                    self._check(heartbeat, started, timeout)
-            log.flush()
+                    # The step's events written and its cancel request read: one statement.
+                    (cancel,) = log.flush(_cancel_request(run.pk))
+                    self._check(heartbeat, started, timeout, cancel)
         except RunStopped as stop:
             outcome = (stop.action or lifecycle.Outcome.TIMEOUT, stop.reason)
         except RunDeleted:
@@ -570,12 +592,9 @@ class Execution:
                     stream.close()  # no step of the graph runs (or writes) after this
                 except Exception:
                     logger.exception("run %s: closing the graph's stream failed", run.pk)
-            try:
-                log.flush()
-            except RunDeleted:
-                pass
-            except Exception:
-                logger.exception("could not write the last events of run %s", run.pk)
+        # The events logged since the last step are written by the finish, in its
+        # transaction; an attempt that meets a database error writes them when it
+        # releases the run (release_for_retry).
         if heartbeat.lease_lost:
             if _deleted(run.pk):
                 raise RunDeleted
@@ -605,13 +624,13 @@ class Execution:
         payload = {"step": self.step, "nodes": nodes}
         log.add("progress", payload)
 
-    def _check(self, heartbeat: Heartbeat, started: float, timeout: float) -> None:
-        current = _cancel_request(self.run.pk)
-        if current is None:
+    def _check(self, heartbeat: Heartbeat, started: float, timeout: float, cancel) -> None:
+        """Stop at this step boundary? ``cancel``: the run's cancel_requested, just read
+        (None: the run is gone)."""
+        if cancel is None:
             raise RunDeleted
         if heartbeat.lease_lost:
             raise RunStopped("lease lost")
-        (cancel,) = current
         if cancel:
             raise RunStopped(f"cancelled ({cancel})", action=cancel)
         if time.monotonic() - started > timeout:
@@ -654,7 +673,8 @@ class Execution:
         end = lifecycle.run_end(kind, reason, values, interrupts, pending)
         failed = kind in (lifecycle.Outcome.ERROR, lifecycle.Outcome.TIMEOUT)
         terminal_event = "error" if failed else "end"
-        log.flush()
+        from threads_app.services import next_run_sql, send_next_run
+
         with transaction.atomic():
             # The thread and the run locked in one statement (the thread's lock first),
             # each read as it is once the locks are ours.
@@ -667,12 +687,13 @@ class Execution:
                 # In the transaction that ends the run: an attempt whose end did not commit
                 # (the database went away) leaves no terminal event for streams to stop at.
                 event = {"status": end.run_status, "error": reason} if reason else None
-                log.add(terminal_event, event)
-                log.flush()
+                log.add(terminal_event, event, hold=True)
+            # The last events, and the run queued next on the thread read along: after
+            # the lock (a run created while we waited for it is seen), in one statement.
+            pending = log.flush(next_run_sql(run.thread_id))
             lifecycle.run_finished(current, current.thread, end, actor=self.actor)
-            from threads_app.services import start_next_run
-
-            transaction.on_commit(lambda: start_next_run(run.thread_id))
+            transaction.on_commit(lambda: send_next_run(pending))
+        self.finished = current
         return end.run_status
 
     def _record_messages(self, values) -> None:

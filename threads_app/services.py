@@ -6,13 +6,14 @@ worker never sees a run that may still roll back.
 
 import time
 import uuid
-from datetime import timedelta
+from datetime import UTC, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connection, transaction
 from django.db.models import Exists, F, OuterRef, Q
+from django.utils.dateparse import parse_datetime
 
 from checkpoints_app.models import Checkpoint
 from core import state
@@ -327,11 +328,20 @@ def _run_thread_query(thread_id):
 
     budgets = blocking(OuterRef("session__owner_id"), OuterRef("session_id"))
     return (
-        Thread.objects.select_related("workflow")
+        Thread.objects.select_related("workflow", "session")
         .select_for_update(of=("self",))
         .annotate(session_owner_id=F("session__owner_id"), budgeted=Exists(budgets))
         .filter(pk=thread_id)
     )
+
+
+def _active_runs(thread_id):
+    return Run.objects.filter(thread_id=thread_id, status__in=ACTIVE_RUN_STATUSES).only("pk")
+
+
+def _has_active_run(thread: Thread) -> bool:
+    """Whether a run of ``thread`` is pending or running (its SQL compiled once)."""
+    return row_where(_active_runs, [Thread._meta.pk]).fetch(thread.pk) is not None
 
 
 def _lock_for_run(thread_id, user) -> Thread | None:
@@ -386,10 +396,17 @@ def create_run(
     actor=None,
     user=None,
     send: bool = True,
+    claim_for: str | None = None,
 ) -> Run:
     """Validate and create a pending run on ``thread`` (a Thread or its id); it is
     enqueued after commit (unless not ``send``: a server that executes it itself,
     threads_app/inprocess.py).
+
+    With ``claim_for`` (a worker id; implies not ``send``), a run that can start now
+    (no other run of its thread pending or running, not scheduled later) is created
+    already claimed by that worker, running, its thread busy, in this transaction:
+    the caller executes it (runtime.execute_claimed). Any other is created pending and
+    not sent: it is queued behind the thread's runs, whose end starts it, or due later.
 
     With ``user`` (the API's callers), the thread and the workflow are ones ``user``
     may see: ThreadNotFound or WorkflowNotFound ("Assistant ... not found") otherwise.
@@ -432,8 +449,9 @@ def create_run(
             max_attempts=max_attempts,
             extra_kwargs=extra_kwargs,
             actor=actor,
+            claim_for=claim_for,
         )
-        if send:
+        if send and claim_for is None:
             transaction.on_commit(lambda: enqueue(run.pk, countdown=after_seconds))
     return run
 
@@ -458,6 +476,7 @@ def _validated_run(
     max_attempts,
     extra_kwargs,
     actor,
+    claim_for,
 ) -> Run:
     """create_run's checks and writes, on the thread it locked."""
     try:
@@ -526,24 +545,28 @@ def _validated_run(
         thread_changes["metadata"] = locked.metadata | named
     if locked.workflow_id is None:
         thread_changes["workflow"] = workflow
+    initial = {
+        "thread": locked,
+        "workflow": workflow,
+        "input": input,
+        "command": command,
+        "config": config or {},
+        "metadata": metadata,
+        "kwargs": kwargs,
+        "multitask_strategy": multitask_strategy,
+        "not_before": now() + timedelta(seconds=after_seconds) if after_seconds else None,
+        "max_attempts": max_attempts or settings.STATEHOUSE_RUN_MAX_ATTEMPTS,
+    }
+    # Read after the lock (a statement of its own: one that waited for the lock would
+    # not see a run created meanwhile), as claim_run's "blocked" says.
+    if claim_for is not None and not after_seconds and not _has_active_run(locked):
+        lease = settings.STATEHOUSE_RUN_LEASE_S
+        return lifecycle.run_created_running(
+            initial, locked, thread_changes, claim_for, lease, actor=actor
+        )
     if thread_changes:
         state.update_state("thread", locked.pk, thread_changes, actor=actor)
-    return state.create_state(
-        "run",
-        {
-            "thread": locked,
-            "workflow": workflow,
-            "input": input,
-            "command": command,
-            "config": config or {},
-            "metadata": metadata,
-            "kwargs": kwargs,
-            "multitask_strategy": multitask_strategy,
-            "not_before": now() + timedelta(seconds=after_seconds) if after_seconds else None,
-            "max_attempts": max_attempts or settings.STATEHOUSE_RUN_MAX_ATTEMPTS,
-        },
-        actor=actor,
-    )
+    return state.create_state("run", initial, actor=actor)
 
 
 def _check_budgets(thread: Thread) -> None:
@@ -561,9 +584,32 @@ def start_next_run(thread_id) -> None:
         .values_list("pk", "not_before")
         .first()
     )
-    if pending is None:
+    send_next_run(pending)
+
+
+def next_run_sql(thread_id) -> tuple[str, list]:
+    """start_next_run's lookup as two SQL expressions (the run's id and not_before,
+    NULL without one) and their parameters, for a statement that reads it along (a
+    run's finish, runtime.Execution): the oldest pending run of the thread."""
+    meta = Run._meta
+    names = ("thread", "status", "created_at", "not_before")
+    column = {name: f'"{meta.get_field(name).column}"' for name in names}
+    oldest = (
+        f'FROM "{meta.db_table}" WHERE {column["thread"]} = %s AND {column["status"]} = %s'
+        f" ORDER BY {column['created_at']} LIMIT 1"
+    )
+    thread = meta.get_field("thread").get_db_prep_value(thread_id, connection)
+    sql = f'(SELECT "{meta.pk.column}" {oldest}), (SELECT {column["not_before"]} {oldest})'
+    return sql, [thread, Run.Status.PENDING] * 2
+
+
+def send_next_run(pending: tuple | None) -> None:
+    """Enqueue ``pending`` (a run's id and not_before, or None), at its time."""
+    if pending is None or pending[0] is None:
         return
     run_id, not_before = pending
+    if isinstance(not_before, str):  # SQLite returns a subquery's datetime as UTC text
+        not_before = parse_datetime(not_before).replace(tzinfo=UTC)
     delay = (not_before - now()).total_seconds() if not_before else 0
     enqueue(run_id, countdown=max(delay, 0) or None)
 

@@ -166,9 +166,12 @@ def _run_options(body: RunCreate) -> Json:
     return {key: value for key, value in options.items() if value is not None}
 
 
-def _start_run(request, thread: Thread | uuid.UUID, body: RunCreate, send: bool = True) -> Run:
+def _start_run(
+    request, thread: Thread | uuid.UUID, body: RunCreate, claim_for: str | None = None
+) -> Run:
     """The run, on the caller's thread (a Thread or its id) and assistant: create_run
-    reads both, and answers 404 for those the caller may not see."""
+    reads both, and answers 404 for those the caller may not see. ``claim_for``: see
+    services.create_run."""
     command = body.command.model_dump(exclude_none=True) if body.command else None
     checkpoint_id = body.checkpoint_id or (body.checkpoint or {}).get("checkpoint_id")
     # useStream resumes with {"input": {}, "command": {...}}: an empty input is no input.
@@ -191,14 +194,17 @@ def _start_run(request, thread: Thread | uuid.UUID, body: RunCreate, send: bool 
         extra_kwargs=_run_options(body),
         actor=request.auth,
         user=request.auth,
-        send=send,
+        claim_for=claim_for,
     )
 
 
-def _create_run(request, thread_id: str | None, body: RunCreate, send: bool = True) -> Run:
+def _create_run(
+    request, thread_id: str | None, body: RunCreate, claim_for: str | None = None
+) -> Run:
     """The run on the caller's thread ``thread_id``, or on a thread created for it (a
     stateless run's own, when ``thread_id`` is None, or ``if_not_exists: "create"``);
-    sent to the workers unless not ``send`` (see _wait).
+    sent to the workers, or with ``claim_for`` created claimed by it if it can start
+    now (see _wait).
 
     A created thread (and its session) commits with the run or not at all: a request
     that fails validation writes nothing.
@@ -210,7 +216,7 @@ def _create_run(request, thread_id: str | None, body: RunCreate, send: bool = Tr
             pk = None
         if pk is not None:
             try:
-                return _start_run(request, pk, body, send)
+                return _start_run(request, pk, body, claim_for)
             except services.ThreadNotFound:
                 pass
         if body.if_not_exists != "create":
@@ -225,18 +231,20 @@ def _create_run(request, thread_id: str | None, body: RunCreate, send: bool = Tr
         thread = services.create_thread_for(
             request.auth, thread_id, metadata, run_workflow=body.assistant_id
         )
-        return _start_run(request, thread, body, send)
+        return _start_run(request, thread, body, claim_for)
 
 
 @sync_to_async
-def _create_followed_run(request, thread_id: str | None, body: RunCreate, send: bool = True):
+def _create_followed_run(
+    request, thread_id: str | None, body: RunCreate, claim_for: str | None = None
+):
     """_create_run for a request that then follows the run (waits for it or streams it).
     Its database connection goes back to the pool at once rather than when the response
     ends: a request waiting on a run would otherwise hold one for as long as the run
     goes, and with runs executed by the server (inprocess) the waits could take every
     connection the runs need."""
     try:
-        return _create_run(request, thread_id, body, send=send)
+        return _create_run(request, thread_id, body, claim_for)
     finally:
         if not connection.in_atomic_block:  # a test's transaction stays open
             connection.close()
@@ -246,13 +254,18 @@ async def _wait(request, thread_id: str | None, body: RunCreate):
     """A waited run starting now is executed by this server process, not sent to the
     workers (threads_app/inprocess.py says why and what keeps it durable)."""
     here = not body.after_seconds and inprocess.reserve()
+    claim_for = inprocess.claimant() if here else None
     try:
-        run = await _create_followed_run(request, thread_id, body, send=not here)
+        run = await _create_followed_run(request, thread_id, body, claim_for)
     except BaseException:
         if here:
             inprocess.release()
         raise
-    execution = execute_here(run.pk) if here else None
+    execution = None
+    if here and run.status == Run.Status.RUNNING:
+        execution = execute_here(run)
+    elif here:
+        inprocess.release()  # queued behind another run of its thread, whose end sends it
     return wait_response(request, run, body.on_disconnect == "cancel", execution)
 
 

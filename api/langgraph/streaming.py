@@ -319,32 +319,41 @@ async def _final_output(run_id) -> Json:
         run = one_row(_run_with_thread, connection).fetch(run_id)
         if run is None:
             return {"__error__": _deleted(run_id)}
-        if run.status in (Run.Status.ERROR, Run.Status.TIMEOUT):
-            kind, _, message = run.error.partition(": ")
-            return {"__error__": {"error": kind or run.status, "message": message or run.error}}
-        values = dict(run.thread.values or {}) if isinstance(run.thread.values, dict) else {}
-        if run.thread.interrupts:
-            values["__interrupt__"] = [
-                {"value": i.get("value"), "id": i.get("id")} for i in run.thread.interrupts
-            ]
-        return values
+        return output_of(run)
 
     return await read()
 
 
+def output_of(run: Run) -> Json:
+    """_final_output's answer for the finished ``run``, with its thread loaded."""
+    if run.status in (Run.Status.ERROR, Run.Status.TIMEOUT):
+        kind, _, message = run.error.partition(": ")
+        return {"__error__": {"error": kind or run.status, "message": message or run.error}}
+    thread = run.thread
+    values = dict(thread.values or {}) if isinstance(thread.values, dict) else {}
+    if thread.interrupts:
+        values["__interrupt__"] = [
+            {"value": i.get("value"), "id": i.get("id")} for i in thread.interrupts
+        ]
+    return values
+
+
 async def _wait_body(run_id, execution: asyncio.Future | None = None):
     """Whitespace keep-alives while the run runs, then the JSON result. With
-    ``execution`` (execute_here's), the run's end is known when it returns; a run sent to
-    the workers instead is followed."""
+    ``execution`` (execute_here's), the run's end and output are known when it returns;
+    a run sent to the workers instead is followed."""
     heartbeat = settings.STATEHOUSE_SSE_HEARTBEAT_S
     try:
-        outcome = None
+        outcome = finished = None
         if execution is not None:
             while not execution.done():
                 await asyncio.wait({execution}, timeout=heartbeat)
                 if not execution.done():
                     yield b"\n"
-            outcome = execution.result()
+            outcome, finished = execution.result()
+        if finished is not None:
+            yield json.dumps(output_of(finished), default=str).encode()
+            return
         if outcome not in (*Run.FINAL_STATUSES, "deleted"):
             async with RunEvents(run_id) as events:
                 waited = 0.0
@@ -364,12 +373,12 @@ async def _wait_body(run_id, execution: asyncio.Future | None = None):
 _executing: set[asyncio.Future] = set()
 
 
-def execute_here(run_id) -> asyncio.Future:
-    """Start executing the run (created without being sent to the workers, a slot
-    reserved for it) in this process (threads_app/inprocess.py); its outcome once done."""
+def execute_here(run: Run) -> asyncio.Future:
+    """Start executing ``run`` (created claimed for this process, a slot reserved for
+    it) in this process (threads_app/inprocess.py); its outcome once done."""
     from threads_app import inprocess
 
-    execution = asyncio.wrap_future(inprocess.start(run_id))
+    execution = asyncio.wrap_future(inprocess.start(run))
     _executing.add(execution)
     execution.add_done_callback(_executing.discard)
     return execution

@@ -6,7 +6,6 @@ import asyncio
 import json
 import os
 import socket
-import threading
 
 import httpx
 import pytest
@@ -16,9 +15,10 @@ from api.langgraph import streaming
 from core import state
 from core.apikeys import create_api_key
 from core.asgi_handler import SyncChainASGIHandler
+from history_app.models import StateEvent
 from tests.factories import make_session, make_thread, make_workflow
 from threads_app import broker, inprocess, runtime, services
-from threads_app.models import Run
+from threads_app.models import Run, Thread
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -40,13 +40,11 @@ def sent(monkeypatch):
 
 
 def _executed_in_a_server_run_thread(run: Run) -> bool:
-    """Whether ``run`` was claimed by one of this process's run threads (inprocess's
-    pool), not by a worker: its claimed_by names the host, process and thread."""
-    host, pid, thread_id = run.claimed_by.split(":")
-    names = {t.native_id: t.name for t in threading.enumerate()}
-    return (host, pid) == (socket.gethostname(), str(os.getpid())) and names.get(
-        int(thread_id), ""
-    ).startswith("statehouse-run")
+    """Whether ``run`` was claimed for this process's run threads (inprocess.claimant),
+    not by a worker: its claimed_by names the host, process and an execution here."""
+    host, pid, execution = run.claimed_by.split(":")
+    here = (host, pid) == (socket.gethostname(), str(os.getpid()))
+    return here and execution.startswith("run-")
 
 
 @pytest.fixture
@@ -77,8 +75,12 @@ async def test_a_waited_run_is_executed_by_the_server_process(api, thread, sent)
     assert values["steps"] == 2
     assert run.status == Run.Status.SUCCESS
     assert run.attempt == 1
-    assert await asyncio.to_thread(_executed_in_a_server_run_thread, run)
+    assert _executed_in_a_server_run_thread(run)
     assert sent == []  # never sent to the workers
+    # Created running (never pending: no claim of its own), then finished.
+    history = StateEvent.objects.filter(entity_id=run.pk).order_by("id")
+    changes = [(event.kind, event.new["status"]) async for event in history]
+    assert changes == [("created", "running"), ("updated", "success")]
 
 
 async def test_a_stateless_waited_run_too(api, sent):
@@ -116,11 +118,11 @@ async def test_a_run_due_later_goes_to_the_workers(api, thread, sent, celery_wor
 def test_a_run_behind_another_is_left_to_that_runs_finish(thread, sent, celery_worker):
     first = services.create_run(thread, input={"steps": 1}, send=False)
     state.update_state("run", first.pk, {"status": "running"})
-    second = services.create_run(thread, input={"steps": 1}, send=False)
+    second = services.create_run(thread, input={"steps": 1}, claim_for=inprocess.claimant())
 
-    assert inprocess.execute_here(second.pk) == inprocess.SENT
-    assert sent == []  # not yet: its thread is busy
-    assert Run.objects.get(pk=second.pk).status == Run.Status.PENDING
+    assert second.status == Run.Status.PENDING  # not claimed: its thread is busy
+    assert second.claimed_by == ""
+    assert sent == []  # not yet
 
     # What the first run's finish does once it commits.
     state.update_state("run", first.pk, {"status": "success"})
@@ -131,33 +133,48 @@ def test_a_run_behind_another_is_left_to_that_runs_finish(thread, sent, celery_w
     assert not _executed_in_a_server_run_thread(second)
 
 
-def test_a_claim_that_meets_a_database_error_sends_the_run_to_the_workers(
+def test_an_attempt_that_meets_a_database_error_goes_to_the_workers(
     thread, sent, monkeypatch, celery_worker
 ):
-    run = services.create_run(thread, input={"steps": 1}, send=False)
-    claim_run = runtime.claim_run
+    run = services.create_run(thread, input={"steps": 1}, claim_for=inprocess.claimant())
+    execute = runtime.Execution.execute
     failures = [OperationalError("the database went away")]
 
-    def claim_fails_once(run_id, worker):
+    def fails_once(self):
         if failures:
             raise failures.pop()
-        return claim_run(run_id, worker)
+        return execute(self)
 
-    monkeypatch.setattr(runtime, "claim_run", claim_fails_once)
+    monkeypatch.setattr(runtime.Execution, "execute", fails_once)
 
-    assert inprocess.execute_here(run.pk) == inprocess.SENT
-    assert sent == [run.pk]
+    assert inprocess.execute_here(run) == ("retrying", None)
+    assert sent == [run.pk]  # put back to pending and sent
     run = services.wait_for_run(run.pk, timeout=30)
-    assert run.status == Run.Status.SUCCESS  # the worker's claim went through
+    assert run.status == Run.Status.SUCCESS  # the worker's attempt went through
+    assert run.attempt == 2
     assert not _executed_in_a_server_run_thread(run)
 
 
-def test_a_run_created_to_be_executed_here_is_not_sent(thread, sent):
-    run = services.create_run(thread, input={"steps": 1}, send=False)
+def test_a_run_created_to_be_executed_here_is_created_claimed_and_not_sent(thread, sent):
+    run = services.create_run(thread, input={"steps": 1}, claim_for=inprocess.claimant())
 
-    assert sent == []
-    assert inprocess.execute_here(run.pk) == Run.Status.SUCCESS
-    assert Run.objects.get(pk=run.pk).status == Run.Status.SUCCESS
+    assert run.status == Run.Status.RUNNING
+    assert run.attempt == 1
+    assert Thread.objects.get(pk=thread.pk).status == Thread.Status.BUSY
+    status, finished = inprocess.execute_here(run)
+    assert status == Run.Status.SUCCESS
+    assert finished.pk == run.pk
+    assert finished.status == Run.Status.SUCCESS
+    # The run as its finish wrote it, with its thread: what /wait answers, unread.
+    stored = Run.objects.select_related("thread").get(pk=run.pk)
+    assert (
+        streaming.output_of(finished)
+        == streaming.output_of(stored)
+        == {
+            "steps": 1,
+            "completed_steps": [1],
+        }
+    )
     assert sent == []
 
 

@@ -1,15 +1,17 @@
 """The statements a worker sends for a 1-step run on an existing thread, pinned so that
 they cannot creep back (issue 16).
 
-A run's start is one transaction: the run and its thread locked and read in one
+A run's start is one transaction. A worker's claim: the run and its thread locked and read in one
 statement (with the session and workflow the execution needs, and whether another run
 goes first), the run running, the thread busy, the session's counts, the restore point,
-both StateEvents in one INSERT. Its finish is one transaction too: the run and thread
-locked, the terminal event, the run final, the thread idle with its values, the
-session's counts, both StateEvents; then the look for a run queued behind it. Between
-them: the event log at the step and at the end, one cancel check per step, and the
-checkpoints (pinned by tests/checkpoints/test_statement_counts.py). No row the worker
-wrote is read again, and the final state is the one the graph streamed.
+both StateEvents in one INSERT. A run a server executes at once (threads_app/inprocess.py)
+has no claim: it is created running, in the transaction that creates it. A run's finish
+is one transaction too: the run and thread locked, the last events with the look for a
+run queued behind it, the run final, the thread idle with its values, the session's
+counts, both StateEvents. Between them: the event log at each step with the run's cancel
+request read in the same statement, and the checkpoints (pinned by
+tests/checkpoints/test_statement_counts.py). No row the worker wrote is read again, and
+the final state is the one the graph streamed.
 """
 
 import threading
@@ -29,13 +31,15 @@ pytestmark = pytest.mark.django_db(transaction=True)
 # BEGIN, lock run+thread, UPDATE run, UPDATE thread, UPDATE session, INSERT restore
 # point, INSERT StateEvents, COMMIT
 CLAIM = 8
-# BEGIN, lock run+thread, INSERT end event, UPDATE run, UPDATE thread, UPDATE session,
-# INSERT StateEvents, COMMIT; then SELECT a pending run of the thread
-FINISH = 9
-# CLAIM + FINISH + the graph's read of its latest checkpoint, the event log at the
-# step, the cancel check, the event log at the end (LangGraph writes the other
-# checkpoints from threads of its own)
-WORKER_THREAD = CLAIM + FINISH + 4
+# BEGIN, lock thread, look for a run of the thread ahead of it, INSERT run (running),
+# UPDATE thread, UPDATE session, INSERT restore point, INSERT StateEvents, COMMIT
+CREATED_RUNNING = 9
+# BEGIN, lock run+thread, INSERT the last events returning the next pending run, UPDATE
+# run, UPDATE thread, UPDATE session, INSERT StateEvents, COMMIT
+FINISH = 8
+# CLAIM + FINISH + the graph's read of its latest checkpoint and the event log at the
+# step with the cancel check (LangGraph writes the checkpoints from threads of its own)
+WORKER_THREAD = CLAIM + FINISH + 2
 
 
 class Recorder:
@@ -124,3 +128,27 @@ def test_a_whole_run_on_an_existing_thread(thread, django_assert_max_num_queries
     assert StateEvent.objects.filter(entity_id=run.pk).count() == 3  # created, running, done
     events = RunEvent.objects.filter(run=run).order_by("seq").values_list("event", flat=True)
     assert list(events) == ["metadata", "values", "custom", "progress", "values", "end"]
+
+
+def test_a_run_created_running(thread, django_assert_max_num_queries):
+    with django_assert_max_num_queries(CREATED_RUNNING):
+        run = services.create_run(thread, input={"steps": 1}, claim_for="host:1:run-1")
+
+    assert run.status == Run.Status.RUNNING
+    assert run.claimed_by == "host:1:run-1"
+    assert run.lease_expires_at is not None
+    thread.refresh_from_db()
+    assert thread.status == Thread.Status.BUSY
+    # One state change per entity: the run created running, the thread busy.
+    assert StateEvent.objects.filter(entity_id=run.pk).count() == 1
+    assert StateEvent.objects.filter(entity_id=thread.pk, new__status="busy").count() == 2
+
+
+def test_a_whole_run_created_running(thread, django_assert_max_num_queries):
+    with django_assert_max_num_queries(CREATED_RUNNING + FINISH + 2):
+        run = services.create_run(thread, input={"steps": 1}, claim_for="host:1:run-1")
+        status, finished = runtime.execute_claimed(run, run.claimed_by)
+
+    assert status == Run.Status.SUCCESS
+    assert finished.thread.values["completed_steps"] == [1, 2]
+    assert StateEvent.objects.filter(entity_id=run.pk).count() == 2  # created running, done
