@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from functools import cache
 from typing import Any
 
-from django.db import models, transaction
+from django.db import connections, models, transaction
 
 # Far below any backend's limit on parameters per statement.
 MAX_ROWS_PER_STATEMENT = 500
@@ -19,8 +19,13 @@ MAX_ROWS_PER_STATEMENT = 500
 
 @cache
 def _fields(model: type[models.Model]) -> tuple[models.Field, ...]:
-    """What an INSERT writes: every concrete field but the (database-assigned) key."""
-    return tuple(field for field in model._meta.concrete_fields if not field.primary_key)
+    """What an INSERT writes: every concrete field but a key the database assigns (an
+    AutoField's; a UUID key is written)."""
+    return tuple(
+        field
+        for field in model._meta.concrete_fields
+        if not (field.primary_key and getattr(field, "db_returning", False))
+    )
 
 
 @cache
@@ -30,6 +35,16 @@ def _sql(model: type[models.Model], rows: int) -> str:
     columns = ", ".join(f'"{field.column}"' for field in fields)
     table = model._meta.db_table
     return f'INSERT INTO "{table}" ({columns}) VALUES {", ".join([row] * rows)}'  # noqa: S608
+
+
+def insert_instance(obj: models.Model, using: str) -> None:
+    """Save the new ``obj`` (its key set) with one INSERT built once per model, as
+    ``save(force_insert=True)`` would without signals: each field's ``pre_save`` value,
+    then ``obj`` is marked saved in ``using``."""
+    row = {field.attname: field.pre_save(obj, True) for field in _fields(type(obj))}
+    insert_rows(type(obj), [row], connections[using])
+    obj._state.adding = False
+    obj._state.db = using
 
 
 def insert_rows(

@@ -25,6 +25,7 @@ from django.core.exceptions import ValidationError
 from django.db import DEFAULT_DB_ALIAS, connections, models, router, transaction
 from django.db.models import F
 
+from core.bulk_insert import insert_instance
 from core.events import ChangeKind, StateChange, state_changed, state_changed_batch
 from core.metadata import InvalidJSON, json_size
 from core.models import StatefulModel
@@ -357,7 +358,7 @@ def create_state(
     with transaction.atomic(using=db, savepoint=False):
         moment = obj.created_at = obj.updated_at = now()
         state = to_state(obj)
-        obj.save(using=db, force_insert=True)
+        insert_instance(obj, db)  # save(force_insert=True), its INSERT compiled once
         announced = [_announce(model, obj, "created", None, state, state.keys(), actor_name, db)]
         for row_model, row, old, new, changed in prepared:
             error = _write(row_model, row, new, changed, moment, db)

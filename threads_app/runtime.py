@@ -595,6 +595,11 @@ class Execution:
         # The events logged since the last step are written by the finish, in its
         # transaction; an attempt that meets a database error writes them when it
         # releases the run (release_for_retry).
+        if not heartbeat.lease_lost:
+            # The writes of a step no checkpoint followed (an interrupt in a node, a failed
+            # branch: the saver sends the others with the step's checkpoint), stored before
+            # the run's end is recorded; a database error here retries the attempt.
+            saver.flush()
         if heartbeat.lease_lost:
             if _deleted(run.pk):
                 raise RunDeleted

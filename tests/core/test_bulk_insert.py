@@ -4,11 +4,11 @@ and past one statement's batch they are written all or none."""
 import pytest
 from django.db import IntegrityError, connection, transaction
 
-from core.bulk_insert import insert_rows
+from core.bulk_insert import insert_instance, insert_rows
 from core.time import now
 from tests.factories import make_session, make_thread, make_workflow
 from threads_app import services
-from threads_app.models import RunEvent
+from threads_app.models import RunEvent, Workflow
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -70,3 +70,18 @@ def test_past_one_statement_the_last_one_returns_it(run, monkeypatch):
 
     assert read == (5,)
     assert [row["seq"] for row in _rows(run)] == [1, 2, 3, 4, 5]
+
+
+def test_an_instance_inserted_is_the_row_save_writes(alice):
+    ours = Workflow(graph_id="pipeline", name="ours", config={"a": [1, "x"]})
+    insert_instance(ours, "default")
+    theirs = Workflow(graph_id="pipeline", name="theirs", config={"a": [1, "x"]})
+    theirs.save(force_insert=True)
+
+    assert not ours._state.adding and ours._state.db == "default"
+    stored = {row["name"]: row for row in Workflow.objects.filter(graph_id="pipeline").values()}
+    different = {"id", "name", "created_at", "updated_at"}
+    assert stored["ours"]["id"] == ours.pk
+    assert {k: v for k, v in stored["ours"].items() if k not in different} == {
+        k: v for k, v in stored["theirs"].items() if k not in different
+    }

@@ -119,7 +119,7 @@ def test_a_whole_run_on_an_existing_thread(thread, django_assert_max_num_queries
 
     # And the checkpoint writes: three puts, two put_writes (PostgreSQL: one statement
     # each; SQLite: a put with blobs is a transaction of BEGIN IMMEDIATE and two).
-    writes = 5 if connection.vendor == "postgresql" else 7
+    writes = 3 if connection.vendor == "postgresql" else 7
     statements = recorder.statements
     assert len(statements) <= WORKER_THREAD + writes, "\n".join(statements)
     thread.refresh_from_db()
