@@ -59,7 +59,8 @@ except ImportError:  # pragma: no cover - SQLite only
 
 POOLED = "_statehouse_checkpoint_pool"
 RELEASED_AT = "_statehouse_released_at"  # on a wrapper of the saver's pool: when it came back
-LENT_AT = "_statehouse_lent_at"  # on a connection of Django's pool: when it was last lent
+# On a connection of Django's pool: when it was last lent or came back, the later.
+IN_USE_AT = "_statehouse_in_use_at"
 
 
 def _readable(fd: int) -> bool:
@@ -90,17 +91,30 @@ def check_when_idle(pg_connection) -> None:
     """The check of Django's pools: psycopg_pool's ``check_connection`` (raises for a
     broken connection) when :func:`lent_unchecked` says the connection needs one.
 
-    The pool does not say when a connection came back, so its idle time counts from its
-    last lend (a connection kept long is checked on its next lend); one that came back
-    broken psycopg_pool drops by itself."""
-    if not lent_unchecked(pg_connection, getattr(pg_connection, LENT_AT, None)):
+    Its idle time counts from when it came back to the pool (``_stamp_returns``) or was
+    last lent, the later; one that came back broken psycopg_pool drops by itself."""
+    if not lent_unchecked(pg_connection, getattr(pg_connection, IN_USE_AT, None)):
         psycopg_pool.ConnectionPool.check_connection(pg_connection)
-    setattr(pg_connection, LENT_AT, time.monotonic())
+    setattr(pg_connection, IN_USE_AT, time.monotonic())
+
+
+def _stamp_returns(pool) -> None:
+    """Note on each connection that comes back to ``pool`` when it did (psycopg_pool
+    keeps no such time, and lends its connections in turn: counted from their last lend,
+    those held by a run for a while were checked at their next lend, idle or not)."""
+    putconn = pool.putconn
+
+    def stamped_putconn(conn):
+        setattr(conn, IN_USE_AT, time.monotonic())
+        putconn(conn)
+
+    pool.putconn = stamped_putconn
 
 
 def check_django_pools_when_idle() -> None:
     """Give Django's psycopg pools :func:`check_when_idle` instead of psycopg_pool's check
-    on every lend (what ``CONN_HEALTH_CHECKS`` makes Django pass; without it, no check).
+    on every lend (what ``CONN_HEALTH_CHECKS`` makes Django pass; without it, no check),
+    their connections' returns noted (``_stamp_returns``).
     Called when the app is ready; a pool Django makes again later (``close_pool`` on a
     time zone change) keeps psycopg_pool's check."""
     for wrapper in connections.all():
@@ -109,6 +123,7 @@ def check_django_pools_when_idle() -> None:
         pool = wrapper.pool
         if pool._check is psycopg_pool.ConnectionPool.check_connection:
             pool._check = check_when_idle
+            _stamp_returns(pool)
 
 
 def _needs_check(wrapper: BaseDatabaseWrapper) -> bool:

@@ -250,6 +250,36 @@ def test_djangos_pool_lends_a_connection_used_just_now_without_a_check(
     assert found == {"installed": True, "checks": 1, "connections": 1}
 
 
+def test_djangos_pool_counts_idle_time_from_when_a_connection_came_back(
+    on_postgres, transactional_db
+):
+    """A connection held longer than the idle threshold (by a run, say) and lent again
+    as soon as it came back is not checked; one that then sat idle that long is."""
+    script = (
+        "import json, time, psycopg_pool\n"
+        "from django.conf import settings\n"
+        "from django.db import connection\n"
+        "checks = []\n"
+        "check = psycopg_pool.ConnectionPool.check_connection\n"
+        "psycopg_pool.ConnectionPool.check_connection = staticmethod(\n"
+        "    lambda conn: checks.append(1) or check(conn))\n"
+        "settings.STATEHOUSE_DB_CHECK_IDLE_S = 0.3\n"
+        "def use(hold=0.0):\n"
+        "    with connection.cursor() as c:\n"
+        "        c.execute('SELECT 1')\n"
+        "    time.sleep(hold)  # held, in use\n"
+        "    connection.close()  # back to the pool\n"
+        "use()  # the first lend: checked\n"
+        "use(hold=0.5)  # lent at once: not checked, then held past the threshold\n"
+        "use()  # lent at once after it came back: not checked\n"
+        "after_return = len(checks)\n"
+        "time.sleep(0.5)\n"
+        "use()  # idle past the threshold: checked\n"
+        "print(json.dumps([after_return, len(checks)]))\n"
+    )
+    assert json.loads(run_with_djangos_pool(script)) == [1, 2]
+
+
 def test_djangos_pool_made_again_in_a_worker_keeps_the_idle_only_check(
     on_postgres, transactional_db
 ):
