@@ -1,5 +1,6 @@
-"""Request middleware of the JSON API."""
+"""Request middleware of the JSON API, and what the pages' middleware skip for it."""
 
+from django.contrib.messages.middleware import MessageMiddleware
 from django.http import JsonResponse
 
 API_PREFIX = "/api/"
@@ -23,3 +24,15 @@ class ApiMethodNotAllowed:
         if response.has_header("Allow"):
             answer["Allow"] = response["Allow"]
         return answer
+
+
+class PageMessageMiddleware(MessageMiddleware):
+    """Django's messages for the pages (the admin, /status/, /usage/), not for the JSON
+    API, which never shows one: an API request made no message store (a cookie signer
+    and two storages per request), and leaves the messages of a browser that calls it
+    for its next page. ``get_messages`` and the template context processor read no
+    store as no messages."""
+
+    def process_request(self, request):
+        if not request.path.startswith(API_PREFIX):
+            super().process_request(request)
