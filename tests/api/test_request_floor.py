@@ -7,7 +7,6 @@ import json
 
 import pytest
 from asgiref.sync import sync_to_async
-from asgiref.testing import ApplicationCommunicator
 from django.contrib.auth.models import Group
 from django.contrib.sessions.models import Session
 from django.db import connection
@@ -17,6 +16,7 @@ from django.test.utils import CaptureQueriesContext
 from config.asgi import application
 from core.apikeys import create_api_key
 from core.models import ApiKey
+from tests.asgi import http_get
 
 ORIGIN = "https://chat.example.com"
 
@@ -61,27 +61,7 @@ def test_a_session_request_to_the_api_reads_its_session_and_needs_csrf_to_write(
 
 
 async def asgi_get(path: str, headers: list[tuple[bytes, bytes]]):
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"host", b"127.0.0.1"), *headers],
-        "client": ("127.0.0.1", 50000),
-        "server": ("127.0.0.1", 8000),
-    }
-    communicator = ApplicationCommunicator(application, scope)
-    await communicator.send_input({"type": "http.request", "body": b"", "more_body": False})
-    start = await communicator.receive_output(timeout=10)
-    body = await communicator.receive_output(timeout=10)
-    await communicator.wait(timeout=10)
-    headers = {name.decode().lower(): value.decode() for name, value in start["headers"]}
-    return start["status"], headers, body["body"]
+    return await http_get(application, path, headers)
 
 
 @pytest.mark.django_db(transaction=True)

@@ -8,7 +8,6 @@ import threading
 import traceback
 
 import django
-from asgiref.testing import ApplicationCommunicator
 from django.core.handlers.asgi import ASGIHandler
 from django.core.handlers.base import BaseHandler
 from django.http import HttpResponse
@@ -17,6 +16,7 @@ from django.urls import path
 from django.utils.deprecation import MiddlewareMixin
 
 from core.asgi_handler import SyncChainASGIHandler
+from tests.asgi import http_get
 
 SEEN: list[tuple[str, int]] = []
 STACKS: list[traceback.StackSummary] = []
@@ -63,26 +63,8 @@ MIDDLEWARE = [f"{__name__}.outer_middleware", f"{__name__}.MixinMiddleware"]
 
 
 async def get(handler, path_: str) -> tuple[int, bytes]:
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": path_,
-        "raw_path": path_.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"host", b"127.0.0.1")],
-        "client": ("127.0.0.1", 50000),
-        "server": ("127.0.0.1", 8000),
-    }
-    communicator = ApplicationCommunicator(handler, scope)
-    await communicator.send_input({"type": "http.request", "body": b"", "more_body": False})
-    start = await communicator.receive_output(timeout=10)
-    body = await communicator.receive_output(timeout=10)
-    await communicator.wait()
-    return start["status"], body["body"]
+    status, _, body = await http_get(handler, path_)
+    return status, body
 
 
 def test_the_django_version_is_the_one_the_handler_was_checked_on():

@@ -18,6 +18,7 @@ from django.test import override_settings
 from django.urls import path
 
 from core.asgi_handler import RequestThreads, SyncChainASGIHandler
+from tests.asgi import http_scope
 
 SEEN: list[tuple[str, int]] = []
 GATE = {"first": threading.Event(), "second": threading.Event()}
@@ -107,20 +108,7 @@ MIDDLEWARE = [f"{__name__}.recording_middleware"]
 
 
 def scope(path_: str) -> dict:
-    return {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": path_,
-        "raw_path": path_.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"host", b"127.0.0.1")],
-        "client": ("127.0.0.1", 50000),
-        "server": ("127.0.0.1", 8000),
-    }
+    return http_scope(path_)
 
 
 async def get(handler, path_: str) -> tuple[int, bytes]:
