@@ -259,6 +259,18 @@ def _prepare(
     return old, new, changed
 
 
+def _prepare_all(updates: list[tuple[StatefulModel, dict[str, Any]]]) -> list[tuple]:
+    """``_prepare`` for each ``(row, changes)``: ``(model, row, old, new, changed)`` for
+    those that change something, every one validated before anything is written."""
+    prepared = []
+    for obj, changes in updates:
+        model = entity_model(type(obj).state_entity_type)
+        old, new, changed = _prepare(obj, model.state_entity_type, changes, None)
+        if changed:
+            prepared.append((model, obj, old, new, changed))
+    return prepared
+
+
 @cache
 def _cas_sql(model: type[StatefulModel], changed: tuple[str, ...]) -> str:
     """The compare-and-set UPDATE of ``changed`` (attnames), built once per model and
@@ -348,12 +360,7 @@ def create_state(
     except ValidationError as exc:
         raise InvalidState(f"invalid {entity_type}: {_describe(exc)}") from None
     _check_size(entity_type, to_state(obj))
-    prepared = []
-    for row, changes in updates:
-        row_model = entity_model(type(row).state_entity_type)
-        old, new, changed = _prepare(row, row_model.state_entity_type, changes, None)
-        if changed:
-            prepared.append((row_model, row, old, new, changed))
+    prepared = _prepare_all(updates)
     actor_name = _actor(actor)
     with transaction.atomic(using=db, savepoint=False):
         moment = obj.created_at = obj.updated_at = now()
@@ -431,12 +438,7 @@ def update_states(
     failed holds values that were not written: read it again.
     """
     actor_name = _actor(actor)
-    prepared = []
-    for obj, changes in updates:
-        model = entity_model(type(obj).state_entity_type)
-        old, new, changed = _prepare(obj, model.state_entity_type, changes, None)
-        if changed:
-            prepared.append((model, obj, old, new, changed))
+    prepared = _prepare_all(updates)
     if not prepared:
         return [obj for obj, _ in updates]
     db = _db(prepared[0][0], using)
