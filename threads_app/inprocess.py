@@ -83,7 +83,11 @@ def start(run: Run) -> Future:
     global _executor
     with _lock:
         if _executor is None:
-            _executor = ThreadPoolExecutor(thread_name_prefix="statehouse-run")
+            # A thread for every slot (reserve() bounds the runs at once; threads are
+            # made only as needed): a run is running, its lease ticking, from the moment
+            # it is created, so it must not wait here for a thread.
+            threads = max(settings.STATEHOUSE_SERVER_RUN_SLOTS, 32)
+            _executor = ThreadPoolExecutor(threads, thread_name_prefix="statehouse-run")
     execution = _executor.submit(execute_here, run)
     execution.add_done_callback(lambda _: release())
     return execution
