@@ -1,11 +1,13 @@
 """Checkpoints' receivers: a restore point when a thread starts running (state bus), and
 a thread's checkpoints deleted with the thread (Django's post_delete)."""
 
+import re
 from functools import cache
 
-from django.db import connections
+from django.db import DEFAULT_DB_ALIAS, connections
 
 from checkpoints_app.models import Checkpoint, RestorePoint
+from core import write_batch
 from core.events import StateChange
 from core.statuses import ThreadStatus
 
@@ -22,7 +24,7 @@ _FIELDS = (
 
 
 @cache
-def _insert_sql() -> str:
+def _insert_sql(queued: bool = False) -> str:
     """The restore point's INSERT with the id of the thread's latest root checkpoint
     (or "") found by a subquery in it: the models' table and column names and
     placeholders only (the values are bound). Written out rather than built by the ORM,
@@ -34,10 +36,24 @@ def _insert_sql() -> str:
         f'SELECT "checkpoint_id" FROM "{checkpoint.db_table}"'  # noqa: S608
         ' WHERE "checkpoint_ns" = \'\' AND "thread_id" = %s ORDER BY "checkpoint_id" DESC LIMIT 1'
     )
+    found = f"COALESCE(({latest}), '')"
+    if queued:  # a write of a batch (core.write_batch): only if its guard holds
+        casts = [_db_type(name) for name in _FIELDS]
+        values = ", ".join(f"%s::{cast}" for cast in casts)
+        return (
+            f'INSERT INTO "{point.db_table}" ({columns}, "checkpoint_id")'
+            f" SELECT {values}, {found} WHERE {write_batch.GUARD}"
+        )
     return (
         f'INSERT INTO "{point.db_table}" ({columns}, "checkpoint_id")'  # noqa: S608
-        f" VALUES ({values}, COALESCE(({latest}), ''))"
+        f" VALUES ({values}, {found})"
     )
+
+
+def _db_type(name: str) -> str:
+    """A field's column type without a length (the column checks that)."""
+    field = RestorePoint._meta.get_field(name)
+    return re.sub(r"\(.*\)", "", field.db_type(connections[DEFAULT_DB_ALIAS]))
 
 
 def record_restore_point(sender, change: StateChange, **kwargs) -> None:
@@ -62,6 +78,10 @@ def record_restore_point(sender, change: StateChange, **kwargs) -> None:
     meta = RestorePoint._meta
     params = [meta.get_field(name).get_db_prep_save(values[name], connection) for name in _FIELDS]
     params.append(str(change.entity_id))  # LangGraph's thread id, as checkpoints hold it
+    batch = write_batch.current(connection)
+    if batch is not None:  # sent with the thread's change
+        batch.add(_insert_sql(queued=True), params, RestorePoint._meta.db_table, updates=False)
+        return
     with connection.cursor() as cursor:
         cursor.execute(_insert_sql(), params)
 

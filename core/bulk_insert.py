@@ -7,11 +7,14 @@ rows and a run's event log are written this way at every state change and step
 columns only; the values are bound, prepared by their fields as the ORM prepares them.
 """
 
+import re
 from collections.abc import Mapping, Sequence
 from functools import cache
 from typing import Any
 
 from django.db import connections, models, transaction
+
+from core import write_batch
 
 # Far below any backend's limit on parameters per statement.
 MAX_ROWS_PER_STATEMENT = 500
@@ -37,6 +40,25 @@ def _sql(model: type[models.Model], rows: int) -> str:
     return f'INSERT INTO "{table}" ({columns}) VALUES {", ".join([row] * rows)}'  # noqa: S608
 
 
+@cache
+def _queued_sql(model: type[models.Model], rows: int, alias: str) -> str:
+    """The INSERT as a write of a batch (core.write_batch): its rows selected from a
+    VALUES list if the batch's guard holds. Each value is cast to its column's type
+    (without a length, which the column itself checks): in a VALUES list that is not
+    the INSERT's own, an untyped NULL or string would be text."""
+    fields = _fields(model)
+    connection = connections[alias]
+    casts = [re.sub(r"\(.*\)", "", field.db_type(connection)) for field in fields]
+    row = "(" + ", ".join(f"%s::{cast}" for cast in casts) + ")"
+    columns = ", ".join(f'"{field.column}"' for field in fields)
+    table = model._meta.db_table
+    values = ", ".join([row] * rows)
+    return (
+        f'INSERT INTO "{table}" ({columns}) SELECT * FROM (VALUES {values}) AS v'  # noqa: S608
+        f" WHERE {write_batch.GUARD}"
+    )
+
+
 def insert_instance(obj: models.Model, using: str) -> None:
     """Save the new ``obj`` (its key set) with one INSERT built once per model, as
     ``save(force_insert=True)`` would without signals: each field's ``pre_save`` value,
@@ -60,7 +82,10 @@ def insert_rows(
     ``returning``: an SQL expression list and its parameters that the (last) INSERT
     returns, a subquery say, read in the same round trip; its first row is returned
     (None without ``returning``). A subquery there sees the database as the statement
-    started, after any lock the caller's transaction took before it."""
+    started, after any lock the caller's transaction took before it.
+
+    In a write batch (core.write_batch, PostgreSQL) the INSERT is queued instead, and
+    what it returns is a ``Queued`` whose ``row`` is set once the batch is sent."""
     fields = _fields(model)
     size = min(connection.ops.bulk_batch_size(fields, rows), MAX_ROWS_PER_STATEMENT)
     if len(rows) > size:
@@ -72,6 +97,14 @@ def insert_rows(
     params = [
         field.get_db_prep_save(row[field.attname], connection) for row in rows for field in fields
     ]
+    batch = write_batch.current(connection)
+    if batch is not None:
+        sql = _queued_sql(model, len(rows), connection.alias)
+        if returning is not None:
+            sql = f"{sql} RETURNING {returning[0]}"
+            params += returning[1]
+        table = model._meta.db_table
+        return batch.add(sql, params, table, updates=False, returning=returning is not None)
     sql = _sql(model, len(rows))
     if returning is not None:
         expressions, extra = returning

@@ -3,7 +3,9 @@
 One call is one transaction: load the row, validate the changes, write them with a
 compare-and-set on ``version``, then announce the change on the ``state_changed`` signal
 (and all the call's changes together on ``state_changed_batch``). Receivers run in the
-same transaction, so a receiver that raises rolls the change back. ``update_states``
+same transaction, so a receiver that raises rolls the change back. On PostgreSQL the
+call's writes and those of its receivers are queued and sent as one statement at its
+end (``core.write_batch``). ``update_states``
 writes several rows the caller has read (under their locks) in one transaction, without
 reading them again.
 
@@ -25,6 +27,7 @@ from django.core.exceptions import ValidationError
 from django.db import DEFAULT_DB_ALIAS, connections, models, router, transaction
 from django.db.models import F
 
+from core import write_batch
 from core.bulk_insert import insert_instance
 from core.events import ChangeKind, StateChange, state_changed, state_changed_batch
 from core.metadata import InvalidJSON, json_size
@@ -292,30 +295,48 @@ def _write(
 ) -> StateConflict | None:
     """Write the ``changed`` fields of ``obj`` with a compare-and-set on the version it
     was read at, and bump it (``obj`` and ``new`` too); the conflict if another writer
-    changed the row since (``obj`` keeps its version then)."""
+    changed the row since (``obj`` keeps its version then).
+
+    In a write batch (core.write_batch) the UPDATE is queued, its compare-and-set one of
+    the batch's checks: the conflict is raised when the batch is sent."""
     current = obj.version
     connection = connections[db]
+    meta = model._meta
     fields = _spec(model).fields
+    pk = meta.pk.get_db_prep_value(obj.pk, connection)
     params = [current + 1, fields["updated_at"].get_db_prep_save(moment, connection)]
     names = tuple(dict.fromkeys(changed))
     params += [fields[name].get_db_prep_save(getattr(obj, name), connection) for name in names]
-    params += [model._meta.pk.get_db_prep_value(obj.pk, connection), current]
-    with connection.cursor() as cursor:
-        cursor.execute(_cas_sql(model, names), params)
-        written = cursor.rowcount
-    if written != 1:
-        actual = (
-            model._base_manager.using(db)
-            .filter(pk=obj.pk)
-            .values_list("version", flat=True)
-            .first()
+    params += [pk, current]
+    batch = write_batch.current(connection)
+    if batch is not None:
+        sql = f"{_cas_sql(model, names)} AND {write_batch.GUARD}"
+        batch.add(sql, params, meta.db_table, updates=True)
+        batch.compare(
+            meta.db_table, meta.pk.column, pk, current, lambda: _conflict(model, obj, current, db)
         )
-        return StateConflict(model.state_entity_type, obj.pk, current, actual or -1)
+        batch.on_failure(lambda before=obj.updated_at: _put_back(obj, current, before))
+    else:
+        with connection.cursor() as cursor:
+            cursor.execute(_cas_sql(model, names), params)
+            written = cursor.rowcount
+        if written != 1:
+            return _conflict(model, obj, current, db)
     obj.version = current + 1
     obj.updated_at = moment
     new["version"] = obj.version
     new["updated_at"] = moment.isoformat()
     return None
+
+
+def _conflict(model, obj: StatefulModel, expected: int, db: str) -> StateConflict:
+    actual = model._base_manager.using(db).filter(pk=obj.pk).values_list("version", flat=True)
+    return StateConflict(model.state_entity_type, obj.pk, expected, actual.first() or -1)
+
+
+def _put_back(obj: StatefulModel, version: int, updated_at) -> None:
+    obj.version = version
+    obj.updated_at = updated_at
 
 
 # --- the state manager API ----------------------------------------------------------
@@ -362,7 +383,7 @@ def create_state(
     _check_size(entity_type, to_state(obj))
     prepared = _prepare_all(updates)
     actor_name = _actor(actor)
-    with transaction.atomic(using=db, savepoint=False):
+    with transaction.atomic(using=db, savepoint=False), write_batch.collect(connections[db]):
         moment = obj.created_at = obj.updated_at = now()
         state = to_state(obj)
         insert_instance(obj, db)  # save(force_insert=True), its INSERT compiled once
@@ -391,14 +412,15 @@ def update_state(
     The write is a compare-and-set on ``version``: if ``expected_version`` is stale, or
     another writer changed the row between our read and our write, :class:`StateConflict`
     is raised and nothing is written. Changes that change nothing bump no version and
-    announce nothing. Inside an outer ``atomic`` block, an error raised by a receiver
-    marks that block for rollback.
+    announce nothing. A stale ``expected_version`` is found before anything is written
+    and leaves an outer ``atomic`` block usable (for a retry); a conflict found by the
+    write, or an error raised by a receiver, marks that block for rollback.
     """
     model = entity_model(entity_type)
     db = _db(model, using)
     actor_name = _actor(actor)
     error: StateError | None = None
-    with transaction.atomic(using=db, savepoint=False):
+    with transaction.atomic(using=db, savepoint=False), write_batch.collect(connections[db]):
         try:
             obj = _load(model, entity_type, entity_id, db)
             old, new, changed = _prepare(obj, entity_type, changes, expected_version)
@@ -409,10 +431,11 @@ def update_state(
         else:
             if not changed:
                 return obj
-            error = _write(model, obj, new, changed, now(), db)
-            if error is None:
-                change = _announce(model, obj, "updated", old, new, changed, actor_name, db)
-                state_changed_batch.send(sender=None, changes=[change])
+            written = _write(model, obj, new, changed, now(), db)
+            if written is not None:
+                raise written  # (at once, on SQLite) rolls the transaction back
+            change = _announce(model, obj, "updated", old, new, changed, actor_name, db)
+            state_changed_batch.send(sender=None, changes=[change])
     if error is not None:
         raise error
     return obj
@@ -432,10 +455,10 @@ def update_states(
     change as it is written, then ``state_changed_batch`` once with all of them.
 
     Every change is validated before anything is written (InvalidState: nothing written,
-    an outer block stays usable). A conflict (StateConflict) found by the first write
-    leaves nothing written and an outer block usable too; one found by a later write
-    rolls the batch back, marking an outer block for rollback. An instance whose change
-    failed holds values that were not written: read it again.
+    an outer block stays usable). A conflict (StateConflict: a row changed since it was
+    read) rolls the call's transaction back, marking an outer block for rollback. On
+    PostgreSQL the writes and those of the receivers go out as one statement
+    (core.write_batch), which writes all of them or, on a conflict, none.
     """
     actor_name = _actor(actor)
     prepared = _prepare_all(updates)
@@ -443,20 +466,14 @@ def update_states(
         return [obj for obj, _ in updates]
     db = _db(prepared[0][0], using)
     moment = now()
-    error = None
-    with transaction.atomic(using=db, savepoint=False):
+    with transaction.atomic(using=db, savepoint=False), write_batch.collect(connections[db]):
         announced = []
         for model, obj, old, new, changed in prepared:
             error = _write(model, obj, new, changed, moment, db)
-            if error is not None and announced:
-                raise error  # undo the writes before it
             if error is not None:
-                break  # nothing written: leave the block cleanly, raise below
+                raise error  # (at once, on SQLite) rolls the transaction back
             announced.append(_announce(model, obj, "updated", old, new, changed, actor_name, db))
-        else:
-            state_changed_batch.send(sender=None, changes=announced)
-    if error is not None:
-        raise error
+        state_changed_batch.send(sender=None, changes=announced)
     return [obj for obj, _ in updates]
 
 
@@ -471,7 +488,7 @@ def delete_state(
     model = entity_model(entity_type)
     db = _db(model, using)
     conflict = None
-    with transaction.atomic(using=db, savepoint=False):
+    with transaction.atomic(using=db, savepoint=False), write_batch.collect(connections[db]):
         obj = _load(model, entity_type, entity_id, db)
         old = to_state(obj)
         if expected_version is not None and expected_version != obj.version:

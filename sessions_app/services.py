@@ -5,7 +5,7 @@ from functools import cache
 
 from django.db import NotSupportedError, connections, transaction
 
-from core import state
+from core import state, write_batch
 from core.metadata import normalize_metadata
 from core.statuses import ACTIVE_THREAD_STATUSES
 from core.time import now
@@ -93,6 +93,10 @@ def add_thread_counts(session_id, statuses: dict[str, int], at=None, using: str 
         params += [moment, moment]
     params.append(Session._meta.pk.get_db_prep_value(session_id, connection))
     sql = _counts_sql(vendor, tuple(statuses), bool(total), bool(active), at is not None)
+    batch = write_batch.current(connection)
+    if batch is not None:  # sent with the thread's change (core.write_batch)
+        batch.add(f"{sql} AND {write_batch.GUARD}", params, Session._meta.db_table, updates=True)
+        return
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
 

@@ -36,7 +36,7 @@ from django.db import (
 from django.db.models import Exists, Max, OuterRef, Q
 from langgraph.types import Command
 
-from core import realtime, state
+from core import realtime, state, write_batch
 from core.bulk_insert import insert_rows
 from core.jsonable import to_jsonable
 from core.metadata import json_size
@@ -680,7 +680,9 @@ class Execution:
         terminal_event = "error" if failed else "end"
         from threads_app.services import next_run_sql, send_next_run
 
-        with transaction.atomic():
+        # One transaction: the locks, then every write of the run's end in one statement
+        # (core.write_batch: the last events, the run, the thread and what follows).
+        with transaction.atomic(), write_batch.collect(connection):
             # The thread and the run locked in one statement (the thread's lock first),
             # each read as it is once the locks are ours.
             current = one_row(_finish_query, connection).fetch(run.pk)
@@ -697,7 +699,7 @@ class Execution:
             # the lock (a run created while we waited for it is seen), in one statement.
             pending = log.flush(next_run_sql(run.thread_id))
             lifecycle.run_finished(current, current.thread, end, actor=self.actor)
-            transaction.on_commit(lambda: send_next_run(pending))
+            transaction.on_commit(lambda: send_next_run(write_batch.value(pending)))
         self.finished = current
         return end.run_status
 

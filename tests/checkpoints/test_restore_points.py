@@ -5,6 +5,7 @@ import pytest
 
 from checkpoints_app.models import Checkpoint, RestorePoint
 from checkpoints_app.saver import DjangoSaver
+from tests.counts import writes
 from tests.factories import make_session, make_thread, make_workflow
 from threads_app import registry
 from threads_app import services as threads
@@ -22,7 +23,7 @@ def test_it_names_the_latest_root_checkpoint(alice, django_assert_num_queries):
     assert Checkpoint.objects.filter(thread_id=str(thread.pk)).count() > 1
 
     # BEGIN, load, write, aggregate, restore point, StateEvent, COMMIT
-    with django_assert_num_queries(7):
+    with django_assert_num_queries(3 + writes(4)):
         threads.mark_thread_running(thread.pk)
 
     [point] = RestorePoint.objects.filter(thread_id=thread.pk)

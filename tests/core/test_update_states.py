@@ -8,6 +8,7 @@ from core import state
 from core.events import state_changed, state_changed_batch
 from history_app.models import StateEvent
 from sessions_app.models import Session
+from tests.counts import writes
 from tests.factories import make_session, make_workflow
 from threads_app.models import Workflow
 
@@ -44,7 +45,7 @@ def test_both_rows_are_written_and_announced_without_being_read_again(
     announced.clear()
 
     # Two compare-and-set UPDATEs and one INSERT of both StateEvents.
-    with django_assert_num_queries(3):
+    with django_assert_num_queries(writes(3)):
         written = state.update_states(
             [(session, {"title": "renamed"}), (workflow, {"description": "mine"})], actor="ops"
         )
@@ -70,7 +71,7 @@ def test_a_change_that_changes_nothing_is_skipped(rows, announced, django_assert
     session, workflow = rows
     announced.clear()
 
-    with django_assert_num_queries(2):
+    with django_assert_num_queries(writes(2)):
         state.update_states([(session, {"title": session.title}), (workflow, {"name": "new"})])
 
     assert (session.version, workflow.version) == (1, 2)
@@ -92,17 +93,17 @@ def test_an_invalid_change_writes_nothing(rows, announced):
     assert announced == []
 
 
-def test_a_stale_first_row_writes_nothing_and_leaves_the_block_usable(rows, announced):
+def test_a_stale_first_row_writes_nothing_and_keeps_its_version(rows):
     session, workflow = rows
     state.update_state("session", session.pk, {"title": "meanwhile"})
-    announced.clear()
 
-    with transaction.atomic():
-        with pytest.raises(state.StateConflict):
-            state.update_states([(session, {"title": "mine"}), (workflow, {"name": "new"})])
-        assert Workflow.objects.get(pk=workflow.pk).name != "new"
+    # (The conflict marks the caller's transaction for rollback: the test's is outside.)
+    with pytest.raises(state.StateConflict), transaction.atomic():
+        state.update_states([(session, {"title": "mine"}), (workflow, {"name": "new"})])
 
-    assert announced == []
+    assert Workflow.objects.get(pk=workflow.pk).name != "new"
+    assert Session.objects.get(pk=session.pk).title == "meanwhile"
+    assert not StateEvent.objects.filter(entity_id=workflow.pk, kind="updated").exists()
     assert session.version == 1  # not bumped by a write that did not happen
 
 
@@ -142,7 +143,7 @@ def test_a_creation_with_updates_is_one_batch_and_one_history_statement(
     announced.clear()
 
     # The INSERT, the UPDATE, the StateEvents (one INSERT for both changes).
-    with django_assert_num_queries(3):
+    with django_assert_num_queries(writes(3)):
         created = state.create_state(
             "workflow",
             {"name": "made along", "graph_id": "pipeline"},

@@ -6,6 +6,7 @@ from datetime import timedelta
 from types import SimpleNamespace
 
 import pytest
+from django.db import transaction
 
 from core import state
 from core.thread_state import MAX_THREAD_VALUES_BYTES, cached_values, written_state
@@ -276,7 +277,8 @@ def test_a_rollback_deletes_the_run_and_leaves_the_thread_idle(run, thread):
 def test_a_stale_run_is_not_finished(run, thread):
     stale = _fresh(run)  # the version before the claim
     _started(run, thread)
-    with pytest.raises(state.StateConflict):
+    # (The conflict marks the caller's transaction for rollback: the test's is outside.)
+    with pytest.raises(state.StateConflict), transaction.atomic():
         lifecycle.run_finished(stale, _fresh(thread), lifecycle.run_end("success"))
     assert _fresh(run).status == Run.Status.RUNNING
     assert _fresh(thread).status == BUSY

@@ -1,7 +1,8 @@
 """The statements a worker sends for a 1-step run on an existing thread, pinned so that
 they cannot creep back (issue 16).
 
-A run's start is one transaction. A worker's claim: the run and its thread locked and read in one
+A run's start is one transaction, and on PostgreSQL its writes are one statement
+(core.write_batch). A worker's claim: the run and its thread locked and read in one
 statement (with the session and workflow the execution needs, and whether another run
 goes first), the run running, the thread busy, the session's counts, the restore point,
 both StateEvents in one INSERT. A run a server executes at once (threads_app/inprocess.py)
@@ -27,18 +28,20 @@ from threads_app.models import Run, RunEvent, Thread
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-# As the database's statement log counts them (Django logs BEGIN and COMMIT too):
-# BEGIN, lock run+thread, UPDATE run, UPDATE thread, UPDATE session, INSERT restore
-# point, INSERT StateEvents, COMMIT
-CLAIM = 8
-# BEGIN, lock thread, look for a run of the thread ahead of it, INSERT run (running),
-# UPDATE thread, UPDATE session, INSERT restore point, INSERT StateEvents, COMMIT
-CREATED_RUNNING = 9
-# BEGIN, lock run+thread, INSERT the last events returning the next pending run, UPDATE
-# run, UPDATE thread, UPDATE session, INSERT StateEvents, COMMIT
-FINISH = 8
-# CLAIM + FINISH + the graph's read of its latest checkpoint and the event log at the
-# step with the cancel check (LangGraph writes the checkpoints from threads of its own)
+# As the database's statement log counts them (Django logs BEGIN and COMMIT too). On
+# PostgreSQL a transaction's writes go out as one statement (core.write_batch); SQLite
+# sends each on its own.
+POSTGRESQL = connection.vendor == "postgresql"
+# BEGIN, lock run+thread, [UPDATE run, UPDATE thread, UPDATE session, INSERT restore
+# point, INSERT StateEvents], COMMIT
+CLAIM = 4 if POSTGRESQL else 8
+# BEGIN, lock thread, [look for a run of the thread ahead of it, INSERT run (running),
+# UPDATE thread, UPDATE session, INSERT restore point, INSERT StateEvents], COMMIT (on
+# SQLite the look is a statement of its own)
+CREATED_RUNNING = 4 if POSTGRESQL else 9
+# BEGIN, lock run+thread, [INSERT the last events returning the next pending run, UPDATE
+# run, UPDATE thread, UPDATE session, INSERT StateEvents], COMMIT
+FINISH = 4 if POSTGRESQL else 8
 WORKER_THREAD = CLAIM + FINISH + 2
 
 
