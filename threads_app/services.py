@@ -16,7 +16,7 @@ from django.db.models import Exists, F, OuterRef, Q
 from django.utils.dateparse import parse_datetime
 
 from checkpoints_app.models import Checkpoint
-from core import state
+from core import state, write_batch
 from core.ids import system_assistant_id
 from core.metadata import InvalidJSON, normalize_metadata
 from core.rowloader import one_row, row_where
@@ -339,9 +339,34 @@ def _active_runs(thread_id):
     return Run.objects.filter(thread_id=thread_id, status__in=ACTIVE_RUN_STATUSES).only("pk")
 
 
-def _has_active_run(thread: Thread) -> bool:
-    """Whether a run of ``thread`` is pending or running (its SQL compiled once)."""
-    return row_where(_active_runs, [Thread._meta.pk]).fetch(thread.pk) is not None
+def _none_active(thread: Thread, error) -> None:
+    """Write nothing if a run of ``thread`` is pending or running: ``error()`` is raised.
+
+    Read after the thread's lock, by a statement of its own (one that waited for the
+    lock would not see a run created meanwhile): on PostgreSQL a check of the statement
+    that writes the new run (core.write_batch: the caller's writes follow in its
+    transaction), elsewhere a query now (its SQL compiled once)."""
+    batch = write_batch.current(connection)
+    if batch is None:
+        if row_where(_active_runs, [Thread._meta.pk]).fetch(thread.pk) is not None:
+            raise error()
+        return
+    meta, thread_id = Run._meta, Thread._meta.pk.get_db_prep_value(thread.pk, connection)
+    statuses = ", ".join(["%s"] * len(ACTIVE_RUN_STATUSES))
+    sql = (
+        f'NOT EXISTS (SELECT 1 FROM "{meta.db_table}" WHERE'  # noqa: S608
+        f' "{meta.get_field("thread").column}" = %s AND "{meta.get_field("status").column}"'
+        f" IN ({statuses}))"
+    )
+    batch.require(sql, [thread_id, *ACTIVE_RUN_STATUSES], error)
+
+
+def _busy_with(thread: Thread) -> str:
+    first = _active_runs(thread.pk).order_by("created_at").first()
+    return (
+        f"thread {thread.pk} is busy with run {first.pk if first else '(finished since)'}; "
+        "multitask_strategy 'reject' refuses a second run"
+    )
 
 
 def _lock_for_run(thread_id, user) -> Thread | None:
@@ -416,7 +441,41 @@ def create_run(
     read once, and a run created meanwhile is seen by the multitask rules.
     """
     thread_id = thread.pk if isinstance(thread, Thread) else thread
-    with transaction.atomic():
+    options = {
+        "input": input,
+        "command": command,
+        "config": config,
+        "context": context,
+        "metadata": metadata,
+        "stream_mode": stream_mode,
+        "stream_subgraphs": stream_subgraphs,
+        "interrupt_before": interrupt_before,
+        "interrupt_after": interrupt_after,
+        "checkpoint_id": checkpoint_id,
+        "multitask_strategy": multitask_strategy,
+        "after_seconds": after_seconds,
+        "timeout_s": timeout_s,
+        "max_attempts": max_attempts,
+        "extra_kwargs": extra_kwargs,
+        "actor": actor,
+    }
+    if claim_for is not None:
+        try:
+            return _create_run(thread_id, workflow, user, False, claim_for, options)
+        except _RunAhead:
+            pass  # another run of the thread goes first: this one is queued behind it
+    return _create_run(thread_id, workflow, user, send and claim_for is None, None, options)
+
+
+class _RunAhead(Exception):
+    """A run to be created running found another run of its thread pending or running:
+    nothing was written, and it is created pending instead."""
+
+
+def _create_run(thread_id, workflow, user, send: bool, claim_for, options: dict) -> Run:
+    """create_run in one transaction, under the thread's lock, its writes one statement
+    on PostgreSQL (core.write_batch)."""
+    with transaction.atomic(), write_batch.collect(connection):
         locked = _lock_for_run(thread_id, user)
         if locked is None:
             if user is not None:
@@ -430,29 +489,10 @@ def create_run(
             if user is None:
                 raise
             raise WorkflowNotFound(f"Assistant {workflow} not found") from None
-        run = _validated_run(
-            locked,
-            workflow,
-            input=input,
-            command=command,
-            config=config,
-            context=context,
-            metadata=metadata,
-            stream_mode=stream_mode,
-            stream_subgraphs=stream_subgraphs,
-            interrupt_before=interrupt_before,
-            interrupt_after=interrupt_after,
-            checkpoint_id=checkpoint_id,
-            multitask_strategy=multitask_strategy,
-            after_seconds=after_seconds,
-            timeout_s=timeout_s,
-            max_attempts=max_attempts,
-            extra_kwargs=extra_kwargs,
-            actor=actor,
-            claim_for=claim_for,
-        )
-        if send and claim_for is None:
-            transaction.on_commit(lambda: enqueue(run.pk, countdown=after_seconds))
+        run = _validated_run(locked, workflow, claim_for=claim_for, **options)
+        if send:
+            countdown = options["after_seconds"]
+            transaction.on_commit(lambda: enqueue(run.pk, countdown=countdown))
     return run
 
 
@@ -525,17 +565,15 @@ def _validated_run(
         )
     if locked.budgeted:
         _check_budgets(locked)
-    if multitask_strategy != Run.MultitaskStrategy.ENQUEUE:
-        # Read after the lock: a run created meanwhile (its creator held it) is seen.
-        active_ids = list(active.order_by("created_at").values_list("pk", flat=True))
-        if active_ids and multitask_strategy == Run.MultitaskStrategy.REJECT:
-            raise RunRejected(
-                f"thread {locked.pk} is busy with run {active_ids[0]}; "
-                "multitask_strategy 'reject' refuses a second run"
-            )
-        if multitask_strategy in CANCEL_ACTIONS:
-            for other_id in active_ids:
-                cancel_run(other_id, action=multitask_strategy, actor=actor)
+    # Runs of the thread pending or running, read after the lock (a run created meanwhile,
+    # its creator holding the lock, is seen).
+    cancelled = False
+    if multitask_strategy in CANCEL_ACTIONS:
+        for other_id in active.order_by("created_at").values_list("pk", flat=True):
+            cancel_run(other_id, action=multitask_strategy, actor=actor)
+            cancelled = True  # cancelled, but it may still be running: go after it
+    elif multitask_strategy == Run.MultitaskStrategy.REJECT:
+        _none_active(locked, lambda: RunRejected(_busy_with(locked)))
     # As LangGraph Server: the thread's stored metadata names the graph and assistant
     # of its latest run (so a metadata search finds it), and a thread belongs to the
     # graph of its first run.
@@ -557,9 +595,9 @@ def _validated_run(
         "not_before": now() + timedelta(seconds=after_seconds) if after_seconds else None,
         "max_attempts": max_attempts or settings.STATEHOUSE_RUN_MAX_ATTEMPTS,
     }
-    # Read after the lock (a statement of its own: one that waited for the lock would
-    # not see a run created meanwhile), as claim_run's "blocked" says.
-    if claim_for is not None and not after_seconds and not _has_active_run(locked):
+    if claim_for is not None and not after_seconds and not cancelled:
+        if multitask_strategy != Run.MultitaskStrategy.REJECT:  # (checked already)
+            _none_active(locked, _RunAhead)
         lease = settings.STATEHOUSE_RUN_LEASE_S
         return lifecycle.run_created_running(
             initial, locked, thread_changes, claim_for, lease, actor=actor

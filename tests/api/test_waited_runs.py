@@ -123,6 +123,10 @@ def test_a_run_behind_another_is_left_to_that_runs_finish(thread, sent, celery_w
     assert second.status == Run.Status.PENDING  # not claimed: its thread is busy
     assert second.claimed_by == ""
     assert sent == []  # not yet
+    # The attempt to create it running wrote nothing: one run, created pending.
+    assert Run.objects.filter(thread=thread).count() == 2
+    [created] = StateEvent.objects.filter(entity_id=second.pk)
+    assert created.new["status"] == Run.Status.PENDING
 
     # What the first run's finish does once it commits.
     state.update_state("run", first.pk, {"status": "success"})
