@@ -339,16 +339,21 @@ def _active_runs(thread_id):
     return Run.objects.filter(thread_id=thread_id, status__in=ACTIVE_RUN_STATUSES).only("pk")
 
 
-def _none_active(thread: Thread, error) -> None:
+def _has_active_run(thread: Thread) -> bool:
+    """Whether a run of ``thread`` is pending or running (its SQL compiled once)."""
+    return row_where(_active_runs, [Thread._meta.pk]).fetch(thread.pk) is not None
+
+
+def _none_active(thread: Thread, error, query: bool = False) -> None:
     """Write nothing if a run of ``thread`` is pending or running: ``error()`` is raised.
 
     Read after the thread's lock, by a statement of its own (one that waited for the
     lock would not see a run created meanwhile): on PostgreSQL a check of the statement
     that writes the new run (core.write_batch: the caller's writes follow in its
-    transaction), elsewhere a query now (its SQL compiled once)."""
+    transaction), elsewhere (or with ``query``) a query now."""
     batch = write_batch.current(connection)
-    if batch is None:
-        if row_where(_active_runs, [Thread._meta.pk]).fetch(thread.pk) is not None:
+    if batch is None or query:
+        if _has_active_run(thread):
             raise error()
         return
     meta, thread_id = Run._meta, Thread._meta.pk.get_db_prep_value(thread.pk, connection)
@@ -459,22 +464,27 @@ def create_run(
         "extra_kwargs": extra_kwargs,
         "actor": actor,
     }
-    if claim_for is not None:
-        try:
-            return _create_run(thread_id, workflow, user, False, claim_for, options)
-        except _RunAhead:
-            pass  # another run of the thread goes first: this one is queued behind it
-    return _create_run(thread_id, workflow, user, send and claim_for is None, None, options)
+    if claim_for is None:
+        return _create_run(thread_id, workflow, user, send, None, options)
+    try:
+        return _create_run(thread_id, workflow, user, False, claim_for, options)
+    except _RunAhead:
+        # Another run of the thread was there: looked for again under a new lock, and
+        # created pending in that transaction if it still is (its finish starts this).
+        return _create_run(thread_id, workflow, user, False, claim_for, options, look=True)
 
 
 class _RunAhead(Exception):
     """A run to be created running found another run of its thread pending or running:
-    nothing was written, and it is created pending instead."""
+    nothing was written."""
 
 
-def _create_run(thread_id, workflow, user, send: bool, claim_for, options: dict) -> Run:
+def _create_run(
+    thread_id, workflow, user, send: bool, claim_for, options: dict, look: bool = False
+) -> Run:
     """create_run in one transaction, under the thread's lock, its writes one statement
-    on PostgreSQL (core.write_batch)."""
+    on PostgreSQL (core.write_batch). ``look``: with ``claim_for``, whether another run
+    goes first is asked by a query of its own, the run created pending if one does."""
     with transaction.atomic(), write_batch.collect(connection):
         locked = _lock_for_run(thread_id, user)
         if locked is None:
@@ -489,7 +499,7 @@ def _create_run(thread_id, workflow, user, send: bool, claim_for, options: dict)
             if user is None:
                 raise
             raise WorkflowNotFound(f"Assistant {workflow} not found") from None
-        run = _validated_run(locked, workflow, claim_for=claim_for, **options)
+        run = _validated_run(locked, workflow, claim_for=claim_for, look=look, **options)
         if send:
             countdown = options["after_seconds"]
             transaction.on_commit(lambda: enqueue(run.pk, countdown=countdown))
@@ -517,6 +527,7 @@ def _validated_run(
     extra_kwargs,
     actor,
     claim_for,
+    look,
 ) -> Run:
     """create_run's checks and writes, on the thread it locked."""
     try:
@@ -573,7 +584,7 @@ def _validated_run(
             cancel_run(other_id, action=multitask_strategy, actor=actor)
             cancelled = True  # cancelled, but it may still be running: go after it
     elif multitask_strategy == Run.MultitaskStrategy.REJECT:
-        _none_active(locked, lambda: RunRejected(_busy_with(locked)))
+        _none_active(locked, lambda: RunRejected(_busy_with(locked)), look)
     # As LangGraph Server: the thread's stored metadata names the graph and assistant
     # of its latest run (so a metadata search finds it), and a thread belongs to the
     # graph of its first run.
@@ -595,9 +606,12 @@ def _validated_run(
         "not_before": now() + timedelta(seconds=after_seconds) if after_seconds else None,
         "max_attempts": max_attempts or settings.STATEHOUSE_RUN_MAX_ATTEMPTS,
     }
-    if claim_for is not None and not after_seconds and not cancelled:
-        if multitask_strategy != Run.MultitaskStrategy.REJECT:  # (checked already)
-            _none_active(locked, _RunAhead)
+    claim = claim_for is not None and not after_seconds and not cancelled
+    if claim and look:
+        claim = not _has_active_run(locked)
+    elif claim and multitask_strategy != Run.MultitaskStrategy.REJECT:  # (checked above)
+        _none_active(locked, _RunAhead)
+    if claim:
         lease = settings.STATEHOUSE_RUN_LEASE_S
         return lifecycle.run_created_running(
             initial, locked, thread_changes, claim_for, lease, actor=actor

@@ -137,6 +137,29 @@ def test_a_run_behind_another_is_left_to_that_runs_finish(thread, sent, celery_w
     assert not _executed_in_a_server_run_thread(second)
 
 
+def test_a_run_whose_run_ahead_ends_before_it_is_looked_again_is_created_running(
+    thread, sent, monkeypatch
+):
+    first = services.create_run(thread, input={"steps": 1}, send=False)
+    attempt = services._create_run
+
+    def first_ends_between(*args, **kwargs):
+        try:
+            return attempt(*args, **kwargs)
+        except services._RunAhead:
+            # The run ahead ends after the attempt found it, before the look again.
+            state.update_state("run", first.pk, {"status": "success"})
+            raise
+
+    monkeypatch.setattr(services, "_create_run", first_ends_between)
+    worker = inprocess.claimant()
+    second = services.create_run(thread, input={"steps": 1}, claim_for=worker)
+
+    # Not left pending with nothing to start it: created running, for its caller.
+    assert (second.status, second.claimed_by) == (Run.Status.RUNNING, worker)
+    assert sent == []
+
+
 def test_an_attempt_that_meets_a_database_error_goes_to_the_workers(
     thread, sent, monkeypatch, celery_worker
 ):
