@@ -20,6 +20,9 @@ began, and not each other's writes. So a write to a table the queue has already 
 other statement run on the connection meanwhile (an execute wrapper): a read always
 sees the writes queued before it.
 
+A transaction whose writes are all it sends (a run's finish) can go without BEGIN and
+COMMIT: :func:`atomic` sends the statement alone, atomic by itself.
+
 SQLite has no writable CTEs: there :func:`collect` yields None and every write runs at
 once, as outside a block.
 """
@@ -30,7 +33,12 @@ from dataclasses import dataclass, field
 from typing import Any
 from weakref import WeakKeyDictionary
 
-from django.db import connections
+from django.db import connections, transaction
+
+try:
+    from psycopg.pq import TransactionStatus
+except ImportError:  # pragma: no cover - SQLite only
+    TransactionStatus = None
 
 # The guard's verdict, for a queued write's condition (``... WHERE <cond> AND GUARD``).
 GUARD = "(SELECT ok FROM guard)"
@@ -70,6 +78,7 @@ class Batch:
     checks: list[_Check] = field(default_factory=list)
     undo: list[Callable[[], None]] = field(default_factory=list)
     sending: bool = False
+    alone: bool = False  # the block is the transaction (see atomic)
 
     def compare(
         self, table: str, pk_column: str, pk, version: int, error: Callable[[], Exception]
@@ -109,21 +118,29 @@ class Batch:
             return True  # one RETURNING row per statement
         return updates and any(write.table == table for write in self.writes)
 
-    def send(self) -> None:
+    def send(self, last: bool = False) -> None:
         """Send what is queued as one statement; raise the first failed check's error
-        (nothing written then)."""
+        (nothing written then). ``last``: nothing follows in the block."""
         writes, checks, undo = self.writes, self.checks, self.undo
         self.writes, self.checks, self.undo = [], [], []
         if not (writes or checks):
             return
         sql, params = _statement(writes, checks)
+        # All the transaction sends: the statement goes alone, atomic by itself (no
+        # BEGIN; psycopg sends no COMMIT for a transaction never begun).
+        raw = self.connection.connection
+        alone = last and self.alone and raw.info.transaction_status == TransactionStatus.IDLE
         self.sending = True
         try:
+            if alone:
+                raw.autocommit = True
             with self.connection.cursor() as cursor:
                 cursor.execute(sql, params)
                 row = cursor.fetchone()
         finally:
             self.sending = False
+            if alone:
+                raw.autocommit = False
         verdicts, returned = row[1 : 1 + len(checks)], row[1 + len(checks) :]
         if not row[0]:
             for step in undo:
@@ -166,23 +183,35 @@ def current(connection) -> Batch | None:
 
 
 @contextmanager
-def collect(connection):
+def collect(connection, alone: bool = False):
     """Queue the writes made on ``connection`` in the block (by ``core.state`` and the
     receivers of its changes) and send them as one statement when it ends; nested
     blocks join the outermost. Yields the Batch, or None where writes run at once
-    (SQLite). An exception in the block drops what is queued."""
+    (SQLite). An exception in the block drops what is queued. ``alone``: see atomic."""
     connection = connections[connection.alias]  # not django.db.connection's proxy
     batch = _open.get(connection)
     if batch is not None or connection.vendor != "postgresql":
         yield batch
         return
-    batch = _open[connection] = Batch(connection)
+    batch = _open[connection] = Batch(connection, alone=alone)
     try:
         with connection.execute_wrapper(batch):
             yield batch
-            batch.send()
+            batch.send(last=True)
     finally:
         del _open[connection]
+
+
+@contextmanager
+def atomic(connection):
+    """``transaction.atomic`` and ``collect`` together, for a transaction that may need
+    nothing but its writes: if the block sends nothing before them, their statement goes
+    alone, without BEGIN and COMMIT, and the ``on_commit`` callbacks run once it has
+    (a run's finish, threads_app.runtime). Inside another transaction, part of it."""
+    connection = connections[connection.alias]
+    outermost = not connection.in_atomic_block
+    with transaction.atomic(using=connection.alias), collect(connection, outermost) as batch:
+        yield batch
 
 
 def value(read: Any) -> Any:

@@ -678,6 +678,11 @@ class Execution:
         end = lifecycle.run_end(kind, reason, values, interrupts, pending)
         failed = kind in (lifecycle.Outcome.ERROR, lifecycle.Outcome.TIMEOUT)
         terminal_event = "error" if failed else "end"
+        # In the transaction that ends the run: an attempt whose end did not commit (the
+        # database went away) leaves no terminal event for streams to stop at.
+        event = {"status": end.run_status, "error": reason} if reason else None
+        if kind != lifecycle.Outcome.ROLLBACK and self._finish_as_held(end, terminal_event, event):
+            return end.run_status
         from threads_app.services import next_run_sql, send_next_run
 
         # One transaction: the locks, then every write of the run's end in one statement
@@ -691,9 +696,6 @@ class Execution:
             if current.claimed_by != self.worker or current.status != Run.Status.RUNNING:
                 return "lease-lost"
             if kind != lifecycle.Outcome.ROLLBACK:
-                # In the transaction that ends the run: an attempt whose end did not commit
-                # (the database went away) leaves no terminal event for streams to stop at.
-                event = {"status": end.run_status, "error": reason} if reason else None
                 log.add(terminal_event, event, hold=True)
             # The last events, and the run queued next on the thread read along: after
             # the lock (a run created while we waited for it is seen), in one statement.
@@ -702,6 +704,35 @@ class Execution:
             transaction.on_commit(lambda: send_next_run(write_batch.value(pending)))
         self.finished = current
         return end.run_status
+
+    def _finish_as_held(self, end: lifecycle.RunEnd, terminal_event: str, event) -> bool:
+        """The run's end in one statement and no transaction (PostgreSQL): the last
+        events, the run and its thread as this execution holds them, each compared at
+        the version it claimed (core.write_batch: a run cancelled, requeued or deleted
+        since, or a thread changed, fails the compare and writes nothing); then the run
+        queued next on the thread looked for and sent. Whether it was written: if not,
+        the caller's transaction reads both rows under their locks and decides.
+
+        The look comes after the commit, by a query of its own: the statement's view of
+        the database is from before it took the thread's lock, so it would miss a run
+        created behind this one by a transaction that held that lock meanwhile."""
+        if connection.vendor != "postgresql":
+            return False
+        from threads_app.services import start_next_run
+
+        run, log = self.run, self.log
+        buffered, seq = list(log.buffer), log.seq
+        try:
+            with write_batch.atomic(connection):
+                log.add(terminal_event, event, hold=True)
+                log.flush()
+                lifecycle.run_finished(run, run.thread, end, actor=self.actor)
+                transaction.on_commit(lambda: start_next_run(run.thread_id))
+        except state.StateConflict:
+            log.buffer, log.seq = buffered, seq  # nothing was written
+            return False
+        self.finished = run
+        return True
 
     def _record_messages(self, values) -> None:
         messages = values.get("messages") if isinstance(values, dict) else None

@@ -21,6 +21,7 @@ import pytest
 from django.db import connection
 from django.db.backends.signals import connection_created
 
+from core import state
 from history_app.models import StateEvent
 from tests.factories import make_session
 from threads_app import runtime, services
@@ -39,8 +40,11 @@ CLAIM = 4 if POSTGRESQL else 8
 # UPDATE thread, UPDATE session, INSERT restore point, INSERT StateEvents], COMMIT (on
 # SQLite the look is a statement of its own)
 CREATED_RUNNING = 4 if POSTGRESQL else 9
-# BEGIN, lock run+thread, [INSERT the last events returning the next pending run, UPDATE
-# run, UPDATE thread, UPDATE session, INSERT StateEvents], COMMIT
+# PostgreSQL: [INSERT the last events, UPDATE run, UPDATE thread, UPDATE session, INSERT
+# StateEvents] with no transaction, then the look for the run queued next (Django logs a
+# BEGIN and a COMMIT it never sends: see test_a_run_finish_is_one_statement_alone).
+# SQLite: BEGIN, read run+thread, INSERT the last events returning the next pending run,
+# UPDATE run, UPDATE thread, UPDATE session, INSERT StateEvents, COMMIT
 FINISH = 4 if POSTGRESQL else 8
 WORKER_THREAD = CLAIM + FINISH + 2
 
@@ -111,6 +115,58 @@ def test_a_run_finish(thread, django_assert_max_num_queries, monkeypatch):
 
     assert runtime.execute_run(run.pk) == "success"
     assert finished == [Run.Status.SUCCESS]
+
+
+@pytest.mark.skipif(not POSTGRESQL, reason="a statement alone: PostgreSQL's write batch")
+def test_a_run_finish_is_one_statement_alone(thread, monkeypatch, recorder, tmp_path):
+    finish = runtime.Execution._finish
+    sent = []
+
+    def traced(self, *args):
+        """What goes over the wire, from libpq's trace of the connection."""
+        recorder.statements.clear()
+        trace = tmp_path / "finish.trace"
+        with trace.open("w") as out:
+            connection.connection.pgconn.trace(out.fileno())
+            try:
+                status = finish(self, *args)
+            finally:
+                connection.connection.pgconn.untrace()
+        for line in trace.read_text().splitlines():
+            if "\tF\t" in line and ("\tQuery\t" in line or "\tParse\t" in line):
+                sent.append(line)  # a statement the client sent
+        return status
+
+    monkeypatch.setattr(runtime.Execution, "_finish", traced)
+    run = services.create_run(thread, input={"steps": 1})
+    assert runtime.execute_run(run.pk) == "success"
+
+    # Every write of the end in one statement, then the look for a run queued next.
+    written, look = recorder.statements
+    assert written.startswith("WITH guard AS") and "UPDATE" in written
+    assert look.startswith("SELECT") and '"status" = ' in look
+    assert [statement[:14] for statement in _texts(sent)] == ['"WITH guard AS', '"SELECT "threa']
+    assert not any("BEGIN" in line or "COMMIT" in line for line in sent), sent
+
+
+def _texts(lines: list[str]) -> list[str]:
+    """The statements' texts in libpq trace lines (after the message's name)."""
+    return [line.split("\tQuery\t ", 1)[-1].split("\tParse\t ", 1)[-1] for line in lines]
+
+
+def test_a_finish_whose_run_changed_meanwhile_reads_it_under_its_lock(thread):
+    run = services.create_run(thread, input={"steps": 1})
+    claimed = runtime.claim_run(run.pk, "worker-a")
+    # An operator's change after the claim: the execution's copy is out of date.
+    state.update_state("run", run.pk, {"metadata": {"note": "touched"}})
+
+    status, finished = runtime.execute_claimed(claimed, "worker-a")
+
+    assert status == Run.Status.SUCCESS
+    assert finished.metadata == {"note": "touched"}  # read again, not overwritten
+    assert Run.objects.get(pk=run.pk).status == Run.Status.SUCCESS
+    kinds = RunEvent.objects.filter(run=run).values_list("event", flat=True)
+    assert list(kinds).count("end") == 1
 
 
 def test_a_whole_run_on_an_existing_thread(thread, django_assert_max_num_queries, recorder):
