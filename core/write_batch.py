@@ -128,19 +128,21 @@ class Batch:
         sql, params = _statement(writes, checks)
         # All the transaction sends: the statement goes alone, atomic by itself (no
         # BEGIN; psycopg sends no COMMIT for a transaction never begun).
-        raw = self.connection.connection
+        raw = self.connection.connection  # (atomic connected it)
         alone = last and self.alone and raw.info.transaction_status == TransactionStatus.IDLE
         self.sending = True
         try:
             if alone:
-                raw.autocommit = True
+                with self.connection.wrap_database_errors:
+                    raw.autocommit = True
             with self.connection.cursor() as cursor:
                 cursor.execute(sql, params)
                 row = cursor.fetchone()
         finally:
             self.sending = False
-            if alone:
-                raw.autocommit = False
+            if alone and not raw.closed:
+                with self.connection.wrap_database_errors:
+                    raw.autocommit = False
         verdicts, returned = row[1 : 1 + len(checks)], row[1 + len(checks) :]
         if not row[0]:
             for step in undo:
