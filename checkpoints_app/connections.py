@@ -31,7 +31,8 @@ psycopg pool (:func:`check_django_pools_when_idle`) now check a connection only 
 last use ended in an error, or the server has sent it something (a server ending a
 connection sends an error first). Django 5.2 refuses a ``check`` in ``OPTIONS["pool"]``
 (it passes its own as well: Django ticket #37075), so the check is set on the pool Django
-made: psycopg_pool's ``ConnectionPool._check``, pinned with the rest.
+made: psycopg_pool's ``ConnectionPool._check`` (and its ``_configure`` and ``putconn``,
+wrapped to note when a connection was made and came back), pinned with the rest.
 """
 
 from __future__ import annotations
@@ -91,30 +92,39 @@ def check_when_idle(pg_connection) -> None:
     """The check of Django's pools: psycopg_pool's ``check_connection`` (raises for a
     broken connection) when :func:`lent_unchecked` says the connection needs one.
 
-    Its idle time counts from when it came back to the pool (``_stamp_returns``) or was
-    last lent, the later; one that came back broken psycopg_pool drops by itself."""
+    Its idle time counts from when it was made or came back to the pool (``_stamp_uses``)
+    or was last lent, the latest; one that came back broken psycopg_pool drops by
+    itself."""
     if not lent_unchecked(pg_connection, getattr(pg_connection, IN_USE_AT, None)):
         psycopg_pool.ConnectionPool.check_connection(pg_connection)
     setattr(pg_connection, IN_USE_AT, time.monotonic())
 
 
-def _stamp_returns(pool) -> None:
-    """Note on each connection that comes back to ``pool`` when it did (psycopg_pool
-    keeps no such time, and lends its connections in turn: counted from their last lend,
-    those held by a run for a while were checked at their next lend, idle or not)."""
-    putconn = pool.putconn
+def _stamp_uses(pool) -> None:
+    """Note on each connection of ``pool`` when it was made and when it comes back
+    (psycopg_pool keeps no such time, and lends its connections in turn: counted from
+    their last lend, those held by a run for a while were checked at their next lend,
+    idle or not; one the pool had just made, growing under load, was checked at its
+    first)."""
+    putconn, configure = pool.putconn, pool._configure
 
     def stamped_putconn(conn):
         setattr(conn, IN_USE_AT, time.monotonic())
         putconn(conn)
 
+    def stamped_configure(conn):
+        if configure is not None:
+            configure(conn)
+        setattr(conn, IN_USE_AT, time.monotonic())
+
     pool.putconn = stamped_putconn
+    pool._configure = stamped_configure
 
 
 def check_django_pools_when_idle() -> None:
     """Give Django's psycopg pools :func:`check_when_idle` instead of psycopg_pool's check
     on every lend (what ``CONN_HEALTH_CHECKS`` makes Django pass; without it, no check),
-    their connections' returns noted (``_stamp_returns``).
+    their connections' making and returns noted (``_stamp_uses``).
     Called when the app is ready; a pool Django makes again later (``close_pool`` on a
     time zone change) keeps psycopg_pool's check."""
     for wrapper in connections.all():
@@ -123,7 +133,7 @@ def check_django_pools_when_idle() -> None:
         pool = wrapper.pool
         if pool._check is psycopg_pool.ConnectionPool.check_connection:
             pool._check = check_when_idle
-            _stamp_returns(pool)
+            _stamp_uses(pool)
 
 
 def _needs_check(wrapper: BaseDatabaseWrapper) -> bool:

@@ -129,3 +129,24 @@ def test_psycopg_pools_check_is_the_callable_it_keeps_in_check(db, on_postgres):
             assert checked == [lent]
     finally:
         pool.close()
+
+
+def test_psycopg_pools_configure_is_the_callable_it_keeps_in_configure(db, on_postgres):
+    # What _stamp_uses wraps to note when a connection was made: ConnectionPool._configure,
+    # called on each connection the pool makes, before it is lent.
+    made = []
+    pool = psycopg_pool.ConnectionPool(
+        kwargs={**connection.get_connection_params(), "autocommit": True},
+        min_size=1,
+        max_size=1,
+        open=False,
+        configure=print,
+    )
+    assert pool._configure is print
+    pool._configure = made.append
+    try:
+        pool.open(wait=True)
+        with pool.connection() as lent:
+            assert made == [lent]
+    finally:
+        pool.close()
