@@ -324,12 +324,16 @@ def _check_input(graph, value, thread: Thread) -> None:
 def _run_thread_query(thread_id):
     """The thread locked, with its workflow, its session's owner and whether a blocking
     budget applies to them (BudgetExceeded needs more reads only then)."""
+    return _read_thread_query(thread_id).select_for_update(of=("self",))
+
+
+def _read_thread_query(thread_id):
+    """_run_thread_query's thread, not locked."""
     from history_app.budgets import blocking
 
     budgets = blocking(OuterRef("session__owner_id"), OuterRef("session_id"))
     return (
         Thread.objects.select_related("workflow", "session")
-        .select_for_update(of=("self",))
         .annotate(session_owner_id=F("session__owner_id"), budgeted=Exists(budgets))
         .filter(pk=thread_id)
     )
@@ -374,12 +378,13 @@ def _busy_with(thread: Thread) -> str:
     )
 
 
-def _lock_for_run(thread_id, user) -> Thread | None:
-    """``_run_thread_query``'s thread, its SQL compiled once per connection
-    (core.rowloader); None if it is gone or ``user`` may not see it (visible_threads,
-    said from the row so that every caller's statement is the same: another owner's
-    thread is locked only until the refusal rolls back)."""
-    thread = one_row(_run_thread_query, connection).fetch(thread_id)
+def _lock_for_run(thread_id, user, lock: bool = True) -> Thread | None:
+    """``_run_thread_query``'s thread (``_read_thread_query``'s without ``lock``), its
+    SQL compiled once per connection (core.rowloader); None if it is gone or ``user``
+    may not see it (visible_threads, said from the row so that every caller's statement
+    is the same: another owner's thread is locked only until the refusal rolls back)."""
+    query = _run_thread_query if lock else _read_thread_query
+    thread = one_row(query, connection).fetch(thread_id)
     if thread is None or user is None or (user.is_active and user.is_staff):
         return thread
     return thread if thread.session_owner_id == user.pk else None
@@ -467,6 +472,9 @@ def create_run(
     if claim_for is None:
         return _create_run(thread_id, workflow, user, send, None, options)
     try:
+        created = _create_run_as_read(thread_id, workflow, user, claim_for, options)
+        if created is not None:
+            return created
         return _create_run(thread_id, workflow, user, False, claim_for, options)
     except _RunAhead:
         # Another run of the thread was there: looked for again under a new lock, and
@@ -477,6 +485,34 @@ def create_run(
 class _RunAhead(Exception):
     """A run to be created running found another run of its thread pending or running:
     nothing was written."""
+
+
+def _create_run_as_read(thread_id, workflow, user, claim_for, options: dict) -> Run | None:
+    """A run created running with no transaction but its writes (PostgreSQL): the
+    thread read without its lock, then one statement (core.write_batch.atomic) that
+    writes the run and the thread busy only if the thread is still at the version read
+    and no run of it is pending or running. None where this does not apply (another
+    database, a strategy other than ``enqueue``, a run due later, a thread not found or
+    changed since it was read): create_run takes the thread's lock then.
+
+    Unlocked, the look for a run ahead sees the database as the statement began: a run
+    created pending by a transaction that held the thread's lock meanwhile is not seen,
+    and goes after this one (which its claim then waits for). For ``reject``, which must
+    see it, the thread is locked."""
+    if connection.vendor != "postgresql" or options["after_seconds"]:
+        return None
+    if options["multitask_strategy"] != Run.MultitaskStrategy.ENQUEUE:
+        return None
+    thread = _lock_for_run(thread_id, user, lock=False)
+    if thread is None:
+        return None  # the locked path says which error
+    try:
+        with write_batch.atomic(connection):
+            ref = workflow if user is not None else workflow or thread.workflow_id or ""
+            chosen = _run_workflow(ref, thread, user)
+            return _validated_run(thread, chosen, claim_for=claim_for, look=False, **options)
+    except (state.StateConflict, WorkflowNotFound):
+        return None
 
 
 def _create_run(

@@ -36,9 +36,12 @@ POSTGRESQL = connection.vendor == "postgresql"
 # BEGIN, lock run+thread, [UPDATE run, UPDATE thread, UPDATE session, INSERT restore
 # point, INSERT StateEvents], COMMIT
 CLAIM = 4 if POSTGRESQL else 8
-# BEGIN, lock thread, [look for a run of the thread ahead of it, INSERT run (running),
-# UPDATE thread, UPDATE session, INSERT restore point, INSERT StateEvents], COMMIT (on
-# SQLite the look is a statement of its own)
+# PostgreSQL: read thread, [look for a run of the thread ahead of it, INSERT run
+# (running), UPDATE thread, UPDATE session, INSERT restore point, INSERT StateEvents]
+# with no transaction (Django logs a BEGIN and a COMMIT it never sends: see
+# test_a_run_created_running_is_a_read_and_one_statement_alone). SQLite: BEGIN, lock
+# thread, look, INSERT run, UPDATE thread, UPDATE session, INSERT restore point, INSERT
+# StateEvents, COMMIT
 CREATED_RUNNING = 4 if POSTGRESQL else 9
 # PostgreSQL: [INSERT the last events, UPDATE run, UPDATE thread, UPDATE session, INSERT
 # StateEvents] with no transaction, then the look for the run queued next (Django logs a
@@ -117,41 +120,82 @@ def test_a_run_finish(thread, django_assert_max_num_queries, monkeypatch):
     assert finished == [Run.Status.SUCCESS]
 
 
+class Wire:
+    """The statements the client sends on the test thread's connection, from libpq's
+    trace of it (Django's query log shows a BEGIN and a COMMIT it may never send)."""
+
+    def __init__(self, path):
+        self.path = path
+        self.statements: list[str] = []
+
+    def __enter__(self):
+        connection.ensure_connection()
+        self.out = self.path.open("w")
+        connection.connection.pgconn.trace(self.out.fileno())
+        return self
+
+    def __exit__(self, *exc):
+        connection.connection.pgconn.untrace()
+        self.out.close()
+        for line in self.path.read_text().splitlines():
+            if "\tF\t" in line and "\tQuery\t" in line:  # a statement the client sent
+                self.statements.append(line.split("\tQuery\t ", 1)[1].strip('"'))
+
+
 @pytest.mark.skipif(not POSTGRESQL, reason="a statement alone: PostgreSQL's write batch")
-def test_a_run_finish_is_one_statement_alone(thread, monkeypatch, recorder, tmp_path):
+def test_a_run_finish_is_one_statement_alone(thread, monkeypatch, tmp_path):
     finish = runtime.Execution._finish
-    sent = []
+    wires = []
 
     def traced(self, *args):
-        """What goes over the wire, from libpq's trace of the connection."""
-        recorder.statements.clear()
-        trace = tmp_path / "finish.trace"
-        with trace.open("w") as out:
-            connection.connection.pgconn.trace(out.fileno())
-            try:
-                status = finish(self, *args)
-            finally:
-                connection.connection.pgconn.untrace()
-        for line in trace.read_text().splitlines():
-            if "\tF\t" in line and ("\tQuery\t" in line or "\tParse\t" in line):
-                sent.append(line)  # a statement the client sent
-        return status
+        with Wire(tmp_path / "finish.trace") as wire:
+            wires.append(wire)
+            return finish(self, *args)
 
     monkeypatch.setattr(runtime.Execution, "_finish", traced)
     run = services.create_run(thread, input={"steps": 1})
     assert runtime.execute_run(run.pk) == "success"
 
-    # Every write of the end in one statement, then the look for a run queued next.
-    written, look = recorder.statements
+    # Every write of the end in one statement, then the look for a run queued next: no
+    # BEGIN, no COMMIT.
+    [wire] = wires
+    written, look = wire.statements
     assert written.startswith("WITH guard AS") and "UPDATE" in written
     assert look.startswith("SELECT") and '"status" = ' in look
-    assert [statement[:14] for statement in _texts(sent)] == ['"WITH guard AS', '"SELECT "threa']
-    assert not any("BEGIN" in line or "COMMIT" in line for line in sent), sent
 
 
-def _texts(lines: list[str]) -> list[str]:
-    """The statements' texts in libpq trace lines (after the message's name)."""
-    return [line.split("\tQuery\t ", 1)[-1].split("\tParse\t ", 1)[-1] for line in lines]
+@pytest.mark.skipif(not POSTGRESQL, reason="a statement alone: PostgreSQL's write batch")
+def test_a_run_created_running_is_a_read_and_one_statement_alone(thread, tmp_path):
+    with Wire(tmp_path / "start.trace") as wire:
+        run = services.create_run(thread, input={"steps": 1}, claim_for="host:1:run-1")
+
+    assert run.status == Run.Status.RUNNING
+    read, written = wire.statements
+    assert read.startswith("SELECT") and "FOR UPDATE" not in read
+    assert written.startswith("WITH guard AS") and "NOT EXISTS" in written
+    thread.refresh_from_db()
+    assert thread.status == Thread.Status.BUSY
+
+
+@pytest.mark.skipif(not POSTGRESQL, reason="the thread read without its lock: PostgreSQL")
+def test_a_run_created_running_on_a_thread_changed_since_it_was_read(thread, monkeypatch):
+    read = services._lock_for_run
+
+    def changed_after_the_read(thread_id, user, lock=True):
+        found = read(thread_id, user, lock)
+        if not lock:  # another writer, between the read and the write
+            state.update_state("thread", thread_id, {"metadata": {"by": "another writer"}})
+        return found
+
+    monkeypatch.setattr(services, "_lock_for_run", changed_after_the_read)
+    run = services.create_run(thread, input={"steps": 1}, claim_for="host:1:run-1")
+
+    # Created running all the same, under the thread's lock, keeping the other's change.
+    assert run.status == Run.Status.RUNNING
+    thread.refresh_from_db()
+    assert thread.status == Thread.Status.BUSY
+    assert thread.metadata["by"] == "another writer"
+    assert Run.objects.filter(thread=thread, status=Run.Status.RUNNING).count() == 1
 
 
 def test_a_finish_whose_run_changed_meanwhile_reads_it_under_its_lock(thread):
