@@ -109,44 +109,45 @@ def test_djangos_pool_refuses_a_check_in_its_options_so_the_check_is_set_on_the_
         assert wrapper.pool is None  # never reached: making the pool raises
 
 
+def _one_connection_pool(**callbacks) -> "psycopg_pool.ConnectionPool":
+    """A psycopg pool of one connection to the test database, not opened yet."""
+    return psycopg_pool.ConnectionPool(
+        kwargs={**connection.get_connection_params(), "autocommit": True},
+        min_size=1,
+        max_size=1,
+        open=False,
+        **callbacks,
+    )
+
+
+def _first_lend(pool) -> object:
+    """Open ``pool``, lend its connection once, close it; the connection lent."""
+    try:
+        pool.open(wait=True)
+        with pool.connection() as lent:
+            return lent
+    finally:
+        pool.close()
+
+
 def test_psycopg_pools_check_is_the_callable_it_keeps_in_check(db, on_postgres):
     # What check_django_pools_when_idle replaces: psycopg_pool's default check, kept in
     # ConnectionPool._check and called on each getconn.
     assert callable(psycopg_pool.ConnectionPool.check_connection)
     checked = []
-    pool = psycopg_pool.ConnectionPool(
-        kwargs={**connection.get_connection_params(), "autocommit": True},
-        min_size=1,
-        max_size=1,
-        open=False,
-        check=psycopg_pool.ConnectionPool.check_connection,
-    )
+    pool = _one_connection_pool(check=psycopg_pool.ConnectionPool.check_connection)
     assert pool._check is psycopg_pool.ConnectionPool.check_connection
     pool._check = checked.append
-    try:
-        pool.open(wait=True)
-        with pool.connection() as lent:
-            assert checked == [lent]
-    finally:
-        pool.close()
+
+    assert checked == [_first_lend(pool)]
 
 
 def test_psycopg_pools_configure_is_the_callable_it_keeps_in_configure(db, on_postgres):
     # What _stamp_uses wraps to note when a connection was made: ConnectionPool._configure,
     # called on each connection the pool makes, before it is lent.
     made = []
-    pool = psycopg_pool.ConnectionPool(
-        kwargs={**connection.get_connection_params(), "autocommit": True},
-        min_size=1,
-        max_size=1,
-        open=False,
-        configure=print,
-    )
+    pool = _one_connection_pool(configure=print)
     assert pool._configure is print
     pool._configure = made.append
-    try:
-        pool.open(wait=True)
-        with pool.connection() as lent:
-            assert made == [lent]
-    finally:
-        pool.close()
+
+    assert made == [_first_lend(pool)]
