@@ -125,20 +125,6 @@ def drop_broken_connection() -> None:
         connection.close_if_unusable_or_obsolete()
 
 
-def release_connection() -> None:
-    """Give this thread's connection back to Django's pool, if it has one and no
-    transaction is open: a run's threads (its executor's, its heartbeat's) hold none
-    while the graph runs, so runs cannot take all of a process's pool from the
-    checkpoint saver and the requests. Without a pool the connection stays open (the
-    next query would have to connect again)."""
-    if (
-        connection.connection is not None
-        and not connection.in_atomic_block
-        and connection.settings_dict["OPTIONS"].get("pool")
-    ):
-        connection.close()
-
-
 # --- claiming -----------------------------------------------------------------------
 
 
@@ -230,7 +216,6 @@ class Heartbeat(threading.Thread):
         renewed = Run.objects.filter(
             pk=self.run_id, claimed_by=self.worker, status=Run.Status.RUNNING
         ).update(lease_expires_at=moment + timedelta(seconds=lease_seconds()), heartbeat_at=moment)
-        release_connection()  # not held until the next beat
         if renewed == 0:
             self.lease_lost = True
 
@@ -313,7 +298,6 @@ class EventLog:
             payloads.append(payload)
         # Pushed once written: at once, or when the caller's transaction commits.
         transaction.on_commit(lambda: self._push(payloads))
-        release_connection()  # outside a transaction: not held while the graph runs
         return read
 
     def _push(self, payloads: list[dict]) -> None:
@@ -537,7 +521,6 @@ class Execution:
 
         run = self.run
         log = self.log = EventLog(run)
-        release_connection()  # the claim's: the saver takes one per call
         heartbeat = Heartbeat(run, self.worker)
         heartbeat.start()
         saver = DjangoSaver()
