@@ -78,12 +78,8 @@ def record_restore_point(sender, change: StateChange, **kwargs) -> None:
     meta = RestorePoint._meta
     params = [meta.get_field(name).get_db_prep_save(values[name], connection) for name in _FIELDS]
     params.append(str(change.entity_id))  # LangGraph's thread id, as checkpoints hold it
-    batch = write_batch.current(connection)
-    if batch is not None:  # sent with the thread's change
-        batch.add(_insert_sql(queued=True), params, RestorePoint._meta.db_table, updates=False)
-        return
-    with connection.cursor() as cursor:
-        cursor.execute(_insert_sql(), params)
+    table = RestorePoint._meta.db_table  # sent with the thread's change where it is batched
+    write_batch.write(connection, _insert_sql(), _insert_sql(queued=True), params, table, False)
 
 
 def delete_thread_checkpoints(sender, instance, using, **kwargs) -> None:

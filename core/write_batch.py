@@ -216,6 +216,17 @@ def atomic(connection):
         yield batch
 
 
+def write(connection, sql: str, queued_sql: str, params: list, table: str, updates: bool):
+    """Run the write ``sql`` now, or, in a batch open on ``connection``, queue its form
+    ``queued_sql`` (conditional on ``GUARD``) to go with the batch (a receiver's write)."""
+    batch = current(connection)
+    if batch is not None:
+        batch.add(queued_sql, params, table, updates=updates)
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+
+
 def value(read: Any) -> Any:
     """A write's RETURNING row whether it ran at once (the row) or was queued."""
     return read.row if isinstance(read, Queued) else read

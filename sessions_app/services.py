@@ -93,12 +93,9 @@ def add_thread_counts(session_id, statuses: dict[str, int], at=None, using: str 
         params += [moment, moment]
     params.append(Session._meta.pk.get_db_prep_value(session_id, connection))
     sql = _counts_sql(vendor, tuple(statuses), bool(total), bool(active), at is not None)
-    batch = write_batch.current(connection)
-    if batch is not None:  # sent with the thread's change (core.write_batch)
-        batch.add(f"{sql} AND {write_batch.GUARD}", params, Session._meta.db_table, updates=True)
-        return
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+    # Sent with the thread's change where its writes are one statement (core.write_batch).
+    queued = f"{sql} AND {write_batch.GUARD}"
+    write_batch.write(connection, sql, queued, params, Session._meta.db_table, updates=True)
 
 
 def close_session(session_id, actor=None, expected_version: int | None = None) -> Session:

@@ -322,13 +322,13 @@ def _check_input(graph, value, thread: Thread) -> None:
 
 
 def _run_thread_query(thread_id):
-    """The thread locked, with its workflow, its session's owner and whether a blocking
-    budget applies to them (BudgetExceeded needs more reads only then)."""
+    """_read_thread_query's thread, locked."""
     return _read_thread_query(thread_id).select_for_update(of=("self",))
 
 
 def _read_thread_query(thread_id):
-    """_run_thread_query's thread, not locked."""
+    """The thread with its workflow, its session's owner and whether a blocking budget
+    applies to them (BudgetExceeded needs more reads only then)."""
     from history_app.budgets import blocking
 
     budgets = blocking(OuterRef("session__owner_id"), OuterRef("session_id"))
@@ -390,9 +390,11 @@ def _lock_for_run(thread_id, user, lock: bool = True) -> Thread | None:
     return thread if thread.session_owner_id == user.pk else None
 
 
-def _run_workflow(ref, thread: Thread, user) -> Workflow:
-    """resolve_workflow(ref, user), taken from the locked thread's row when ``ref``
-    names the thread's workflow rather than read again."""
+def _run_workflow(workflow, thread: Thread, user) -> Workflow:
+    """The run's workflow: resolve_workflow(ref, user), taken from the thread's row when
+    ``ref`` names the thread's workflow rather than read again. The API names its
+    assistant (``workflow``); the other callers may leave it to the thread."""
+    ref = workflow if user is not None else workflow or thread.workflow_id or ""
     own = thread.workflow
     if own is None or isinstance(ref, Workflow):
         return resolve_workflow(ref, user=user)
@@ -508,8 +510,7 @@ def _create_run_as_read(thread_id, workflow, user, claim_for, options: dict) -> 
         return None  # the locked path says which error
     try:
         with write_batch.atomic(connection):
-            ref = workflow if user is not None else workflow or thread.workflow_id or ""
-            chosen = _run_workflow(ref, thread, user)
+            chosen = _run_workflow(workflow, thread, user)
             return _validated_run(thread, chosen, claim_for=claim_for, look=False, **options)
     except (state.StateConflict, WorkflowNotFound):
         return None
@@ -527,10 +528,8 @@ def _create_run(
             if user is not None:
                 raise ThreadNotFound(f"Thread {thread_id} not found")
             raise state.EntityNotFound("thread", thread_id)
-        # The API names its assistant; the other callers may leave it to the thread.
-        ref = workflow if user is not None else workflow or locked.workflow_id or ""
         try:
-            workflow = _run_workflow(ref, locked, user)
+            workflow = _run_workflow(workflow, locked, user)
         except WorkflowNotFound:
             if user is None:
                 raise
