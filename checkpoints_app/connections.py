@@ -48,9 +48,10 @@ from functools import lru_cache
 from typing import Any
 
 from django.conf import settings
-from django.db import connections
+from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
+from django.db.utils import load_backend
 
 try:
     import psycopg
@@ -145,6 +146,46 @@ def _needs_check(wrapper: BaseDatabaseWrapper) -> bool:
     return not lent_unchecked(wrapper.connection, getattr(wrapper, RELEASED_AT, None))
 
 
+def mark_idle(wrapper: BaseDatabaseWrapper) -> None:
+    """Note that ``wrapper``, kept open for later use, is idle from now (_needs_check)."""
+    setattr(wrapper, RELEASED_AT, time.monotonic())
+
+
+def close_if_broken(wrapper: BaseDatabaseWrapper) -> None:
+    """Before a kept connection is used again: close it if it may be broken
+    (_needs_check: idle a while, an error, something from the server) and a check (a
+    round trip) fails, so that the next query opens a new one; otherwise it is used
+    without Django's health check."""
+    if wrapper.connection is None:
+        return
+    if _needs_check(wrapper) and not wrapper.is_usable():
+        # Broken by an error, or ended while idle (a server restart, say).
+        wrapper.close()
+    else:
+        wrapper.errors_occurred = False
+        wrapper.health_check_done = True
+
+
+def own_connection(alias: str = DEFAULT_DB_ALIAS) -> BaseDatabaseWrapper:
+    """Give this thread a connection object for ``alias`` of its own, outside Django's
+    pool (``OPTIONS["pool"]``) and kept open from one use to the next (no
+    ``CONN_MAX_AGE``), and return it.
+
+    For a thread that would otherwise hold one of the pool's connections for as long
+    as a run goes (a server process's run thread, a run's heartbeat): the pool is kept
+    for requests and saver calls, which hold theirs briefly. The thread closes it
+    (``connection.close()``) when it is done with it; close_if_broken before reusing it.
+    """
+    settings_dict = {**connections.settings[alias], "CONN_MAX_AGE": None}
+    settings_dict["OPTIONS"] = {
+        name: value for name, value in settings_dict["OPTIONS"].items() if name != "pool"
+    }
+    wrapper = load_backend(settings_dict["ENGINE"]).DatabaseWrapper(settings_dict, alias)
+    wrapper.inc_thread_sharing()  # so that whoever keeps it may close it at exit
+    connections[alias] = wrapper
+    return wrapper
+
+
 class ConnectionPool:
     """Django connections lent to threads that must not open their own.
 
@@ -183,12 +224,8 @@ class ConnectionPool:
             max_age = wrapper.settings_dict.get("CONN_MAX_AGE") or 0
             if max_age and wrapper.close_at is not None and time.monotonic() >= wrapper.close_at:
                 wrapper.close()
-            elif _needs_check(wrapper) and not wrapper.is_usable():
-                # Broken by an error, or ended while idle (a server restart, say): never
-                # lent again; the call opens a new one.
-                wrapper.close()
             else:
-                wrapper.errors_occurred = False
+                close_if_broken(wrapper)
         return wrapper
 
     def release(self, alias: str, wrapper: BaseDatabaseWrapper) -> None:
@@ -199,7 +236,7 @@ class ConnectionPool:
             return
         if wrapper.settings_dict["OPTIONS"].get("pool"):
             wrapper.close()  # back to Django's pool; the wrapper itself is kept
-        setattr(wrapper, RELEASED_AT, time.monotonic())
+        mark_idle(wrapper)
         with self._lock:
             idle = self._idle[alias]
             if self._pid == os.getpid() and len(idle) < self.max_idle:

@@ -260,7 +260,10 @@ STATEHOUSE_RUN_TIMEOUT_S = env_float("STATEHOUSE_RUN_TIMEOUT_S", 3600.0)
 # off, every run goes to the workers.
 STATEHOUSE_WAITED_RUNS_IN_SERVER = env_bool("STATEHOUSE_WAITED_RUNS_IN_SERVER", True)
 # At most this many at once in each server process; past that they go to the workers.
-STATEHOUSE_SERVER_RUN_SLOTS = env_int("STATEHOUSE_SERVER_RUN_SLOTS", 4)
+# Each slot keeps a database connection of its own, beside the pool (DB_POOL_MAX).
+# Clients' kept-alive connections spread unevenly over the server processes: with 4, a
+# third of bench/api.py's waited runs went to the workers (more statements and CPU).
+STATEHOUSE_SERVER_RUN_SLOTS = env_int("STATEHOUSE_SERVER_RUN_SLOTS", 8)
 # A pending run nobody picked up for this long is enqueued again (a lost message).
 STATEHOUSE_PENDING_RESEND_S = env_float("STATEHOUSE_PENDING_RESEND_S", 60.0)
 # The stuck-work page lists a pending run not taken by a worker within this long.

@@ -22,8 +22,15 @@ A server process executes at most STATEHOUSE_SERVER_RUN_SLOTS runs at once, in t
 of its own (not the event loop's executor, which other work needs): with every slot
 taken, a waited run goes to the workers. ``STATEHOUSE_WAITED_RUNS_IN_SERVER = False``
 sends every run to the workers.
+
+Each run thread has a database connection of its own, outside Django's pool
+(``connections.own_connection``), kept open from one run to the next: a run holds its
+connection for as long as it goes, and in the pool (``DB_POOL_MAX``) the runs would take
+the connections the process's requests and checkpoint writes wait for. So a process
+keeps up to its pool's connections for requests plus one per run slot.
 """
 
+import atexit
 import itertools
 import logging
 import os
@@ -32,8 +39,10 @@ import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from django.conf import settings
-from django.db import close_old_connections, connection
+from django.db import connection
+from django.db.backends.base.base import BaseDatabaseWrapper
 
+from checkpoints_app.connections import close_if_broken, mark_idle, own_connection
 from threads_app import runtime
 from threads_app.models import Run
 
@@ -47,6 +56,8 @@ _lock = threading.Lock()
 _executor: ThreadPoolExecutor | None = None
 _taken = 0
 _executions = itertools.count(1)
+# The run threads' own connections, closed at exit.
+_connections: list[BaseDatabaseWrapper] = []
 
 
 def reserve() -> bool:
@@ -83,14 +94,51 @@ def start(run: Run) -> Future:
     global _executor
     with _lock:
         if _executor is None:
-            # A thread for every slot (reserve() bounds the runs at once; threads are
-            # made only as needed): a run is running, its lease ticking, from the moment
-            # it is created, so it must not wait here for a thread.
-            threads = max(settings.STATEHOUSE_SERVER_RUN_SLOTS, 32)
-            _executor = ThreadPoolExecutor(threads, thread_name_prefix="statehouse-run")
-    execution = _executor.submit(execute_here, run)
+            # A thread for every slot, made only as needed: reserve() bounds the runs at
+            # once, so a run (running, its lease ticking, from the moment it is created)
+            # waits for no thread but one that has just given its slot back.
+            _executor = ThreadPoolExecutor(
+                max(settings.STATEHOUSE_SERVER_RUN_SLOTS, 1),
+                thread_name_prefix="statehouse-run",
+                initializer=_own_connection,
+            )
+    execution = _executor.submit(_execute_in_run_thread, run)
     execution.add_done_callback(lambda _: release())
     return execution
+
+
+def _own_connection() -> None:
+    """A run thread's first act: a database connection of its own (see the module's
+    docstring)."""
+    wrapper = own_connection()
+    with _lock:
+        _connections.append(wrapper)
+
+
+def close_connections() -> None:
+    """Close the run threads' connections (at exit)."""
+    with _lock:
+        wrappers = list(_connections)
+    for wrapper in wrappers:
+        wrapper.close()
+
+
+atexit.register(close_connections)
+
+
+def _execute_in_run_thread(run: Run) -> tuple[str, Run | None]:
+    """execute_here in a run thread, on the thread's own connection: checked first only
+    when it may be broken (idle a while, an error, the server ended it), and kept open
+    afterwards for the thread's next run."""
+    close_if_broken(connection)
+    try:
+        return execute_here(run)
+    finally:
+        if connection.in_atomic_block or (
+            connection.connection is not None and not connection.get_autocommit()
+        ):
+            connection.close()  # left in a transaction by a bug: not kept
+        mark_idle(connection)
 
 
 def execute_here(run: Run) -> tuple[str, Run | None]:
@@ -102,13 +150,9 @@ def execute_here(run: Run) -> tuple[str, Run | None]:
     workers (runtime.release_for_retry); an unexpected error leaves the run to its
     lease, which runs out, and the sweeper gives it to a worker. The request follows
     the run meanwhile, as it follows any other."""
-    close_old_connections()
     try:
-        try:
-            return runtime.execute_claimed(run, run.claimed_by)
-        except Exception:
-            # Not the graph's error (the execution records those).
-            logger.exception("run %s: executing it in the server failed", run.pk)
-            return SENT, None
-    finally:
-        connection.close()  # back to the pool: this thread serves other runs later
+        return runtime.execute_claimed(run, run.claimed_by)
+    except Exception:
+        # Not the graph's error (the execution records those).
+        logger.exception("run %s: executing it in the server failed", run.pk)
+        return SENT, None

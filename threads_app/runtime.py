@@ -36,6 +36,7 @@ from django.db import (
 from django.db.models import Exists, Max, OuterRef, Q
 from langgraph.types import Command
 
+from checkpoints_app.connections import own_connection
 from core import realtime, state, write_batch
 from core.bulk_insert import insert_rows
 from core.jsonable import to_jsonable
@@ -195,6 +196,8 @@ class Heartbeat(threading.Thread):
         self.lease_lost = False
 
     def run(self) -> None:
+        # Not one of the pool's: the heartbeat holds its connection as long as the run.
+        own_connection()
         try:
             while not self.stopped.wait(heartbeat_seconds()):
                 try:
