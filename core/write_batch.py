@@ -35,6 +35,8 @@ from weakref import WeakKeyDictionary
 
 from django.db import connections, transaction
 
+from checkpoints_app.connections import run_statement
+
 try:
     from psycopg.pq import TransactionStatus
 except ImportError:  # pragma: no cover - SQLite only
@@ -135,9 +137,9 @@ class Batch:
             if alone:
                 with self.connection.wrap_database_errors:
                     raw.autocommit = True
-            with self.connection.cursor() as cursor:
-                cursor.execute(sql, params)
-                row = cursor.fetchone()
+            # Bound on the server and prepared from its second run on the connection:
+            # the statement is long, and the shapes a run's changes take are few.
+            (row,) = run_statement(self.connection, sql, params, prepare=True, fetch=True)
         finally:
             self.sending = False
             if alone and not raw.closed:

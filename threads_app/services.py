@@ -604,8 +604,12 @@ def _validated_run(
         raise InvalidRun(f"checkpoint_id: thread {locked.pk} has no checkpoint {checkpoint_id!r}")
     if input is not None:
         _check_input(graph, input, locked)
-    active = locked.runs.filter(status__in=ACTIVE_RUN_STATUSES)
-    if command and "resume" in command and not _has_checkpoint(locked) and not active.exists():
+    if (
+        command
+        and "resume" in command
+        and not _has_checkpoint(locked)
+        and not _has_active_run(locked)
+    ):
         raise InvalidRun(
             f"command.resume: thread {locked.pk} has nothing to resume (no run has started it)"
         )
@@ -615,7 +619,8 @@ def _validated_run(
     # its creator holding the lock, is seen).
     cancelled = False
     if multitask_strategy in CANCEL_ACTIONS:
-        for other_id in active.order_by("created_at").values_list("pk", flat=True):
+        active = locked.runs.filter(status__in=ACTIVE_RUN_STATUSES).order_by("created_at")
+        for other_id in active.values_list("pk", flat=True):
             cancel_run(other_id, action=multitask_strategy, actor=actor)
             cancelled = True  # cancelled, but it may still be running: go after it
     elif multitask_strategy == Run.MultitaskStrategy.REJECT:

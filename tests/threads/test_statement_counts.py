@@ -15,6 +15,7 @@ tests/checkpoints/test_statement_counts.py). No row the worker wrote is read aga
 the final state is the one the graph streamed.
 """
 
+import re
 import threading
 
 import pytest
@@ -137,9 +138,22 @@ class Wire:
     def __exit__(self, *exc):
         connection.connection.pgconn.untrace()
         self.out.close()
+        parsed: dict[str, str] = {}  # the statements parsed (prepared), by name
+        bound = ""
         for line in self.path.read_text().splitlines():
-            if "\tF\t" in line and "\tQuery\t" in line:  # a statement the client sent
-                self.statements.append(line.split("\tQuery\t ", 1)[1].strip('"'))
+            if "\tF\t" not in line:
+                continue  # the server's
+            message, rest = [*line.split("\t", 4)[3:], ""][:2]
+            rest = rest.strip()
+            if message == "Query":  # a statement sent as text, run at once
+                self.statements.append(rest.strip('"'))
+            elif message == "Parse":  # "name" "text" ...
+                name, text = re.match(r'"([^"]*)" "(.*)" \d+', rest).groups()
+                parsed[name] = text
+            elif message == "Bind":  # "portal" "statement" ...
+                bound = re.match(r'"[^"]*" "([^"]*)"', rest).group(1)
+            elif message == "Execute":  # the statement bound last, run
+                self.statements.append(parsed[bound])
 
 
 @pytest.mark.skipif(not POSTGRESQL, reason="a statement alone: PostgreSQL's write batch")
