@@ -38,7 +38,9 @@ wrapped to note when a connection was made and came back), pinned with the rest.
 from __future__ import annotations
 
 import atexit
+import itertools
 import os
+import re
 import select
 import threading
 import time
@@ -300,6 +302,16 @@ class _QmarkCursor:
         return iter(self.cursor)
 
 
+_PLACEHOLDER = re.compile(r"%[s%]")
+
+
+@lru_cache(maxsize=256)
+def _numbered(statement: str) -> str:
+    """``statement``'s %s placeholders as PostgreSQL's $1, $2, ... (and %% as %)."""
+    numbers = itertools.count(1)
+    return _PLACEHOLDER.sub(lambda m: "%" if m[0] == "%%" else f"${next(numbers)}", statement)
+
+
 NEVER = 2**31 - 1
 
 if psycopg is not None:
@@ -310,14 +322,28 @@ if psycopg is not None:
         def execute(self, query, params=None, *, prepare=None, binary=None):
             return super().execute(query, params, prepare=True, binary=binary)
 
+    class _PreparedRawCursor(psycopg.RawCursor):
+        """The same, for statements with $1, $2, ... placeholders already."""
 
-def _raw_cursor(connection: BaseDatabaseWrapper, prepare: bool):
+        def execute(self, query, params=None, *, prepare=None, binary=None):
+            return super().execute(query, params, prepare=True, binary=binary)
+
+    _CURSOR_CLASSES = {
+        (False, False): psycopg.Cursor,
+        (True, False): _PreparedCursor,
+        (False, True): psycopg.RawCursor,
+        (True, True): _PreparedRawCursor,
+    }
+
+
+def _raw_cursor(connection: BaseDatabaseWrapper, prepare: bool, numbered: bool = False):
     """A DB-API cursor on the connection (which must be open).
 
     On PostgreSQL it binds parameters on the server and exchanges values in binary:
     Django's default client-side cursor sends and receives bytea as hex text, which
     doubles every blob and costs more than the rest of a read. With ``prepare`` its
     statements are prepared (planned once per connection), as PostgresSaver's are.
+    ``numbered``: its statements have $1, $2, ... placeholders (see run_statement).
     """
     if connection.vendor == "postgresql":
         pg_connection = connection.connection
@@ -326,7 +352,7 @@ def _raw_cursor(connection: BaseDatabaseWrapper, prepare: bool):
             # threshold never reached keeps Django's own statements unprepared and
             # lets ours be prepared on request.
             pg_connection.prepare_threshold = NEVER
-        cursor = (_PreparedCursor if prepare else psycopg.Cursor)(pg_connection)
+        cursor = _CURSOR_CLASSES[prepare, numbered](pg_connection)
         cursor.format = psycopg.pq.Format.BINARY
         return cursor
     return _QmarkCursor(connection.connection.cursor())
@@ -371,6 +397,7 @@ def run_statement(
     params: Sequence[Any],
     prepare: bool = False,
     fetch: bool = False,
+    numbered: bool = False,
 ):
     """Run one of the hot statements; its rows if ``fetch``.
 
@@ -382,13 +409,18 @@ def run_statement(
     kept on the connection and run as Django's cursor wrapper runs one (broken
     transaction check, error translation): making and wrapping a cursor is a good part
     of a short call's cost.
+
+    ``numbered`` (PostgreSQL): its %s placeholders are made $1, $2, ... once per
+    statement text, not by psycopg at every run. psycopg keeps its conversion of a
+    statement only up to 4 kB and 50 parameters; a longer one (a write batch) it
+    parses again each time, which cost more than the statement's round trip.
     """
     connection.close_if_health_check_failed()
     connection.ensure_connection()
     raw = connection.connection
     cache = connection.__dict__.get(CURSORS)
     if cache is None or cache[0] is not raw:
-        # (raw connection, cursors by ``prepare``, the statements run on it so far)
+        # (raw connection, cursors by (prepare, numbered), the statements run so far)
         cache = connection.__dict__[CURSORS] = (raw, {}, set())
     if prepare and statement not in cache[2]:
         prepare = False
@@ -398,17 +430,21 @@ def run_statement(
         with saver_cursor(connection, prepare) as cursor:
             cursor.execute(statement, params)
             return cursor.fetchall() if fetch else None
-    cursor = cache[1].get(prepare)
+    numbered = numbered and connection.vendor == "postgresql"
+    kind = (prepare, numbered)
+    cursor = cache[1].get(kind)
     connection.validate_no_broken_transaction()
     with connection.wrap_database_errors:
         if cursor is None:
             connection.validate_thread_sharing()
-            cursor = _raw_cursor(connection, prepare)
+            cursor = _raw_cursor(connection, prepare, numbered)
             if isinstance(cursor, _QmarkCursor):
                 cursor = cursor.cursor  # the sqlite3 cursor: statements converted below
-            cache[1][prepare] = cursor
+            cache[1][kind] = cursor
         if connection.vendor == "sqlite":
             statement = _qmark(statement)
+        elif numbered:
+            statement = _numbered(statement)
         cursor.execute(statement, params)
         if not fetch:
             return None
@@ -417,7 +453,7 @@ def run_statement(
             # A psycopg cursor holds its last result until the next one: do not keep a
             # large one alive on the connection.
             cursor.close()
-            del cache[1][prepare]
+            del cache[1][kind]
         return rows
 
 

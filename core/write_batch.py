@@ -139,7 +139,9 @@ class Batch:
                     raw.autocommit = True
             # Bound on the server and prepared from its second run on the connection:
             # the statement is long, and the shapes a run's changes take are few.
-            (row,) = run_statement(self.connection, sql, params, prepare=True, fetch=True)
+            (row,) = run_statement(
+                self.connection, sql, params, prepare=True, fetch=True, numbered=True
+            )
         finally:
             self.sending = False
             if alone and not raw.closed:

@@ -15,6 +15,7 @@ from django.db import connection, transaction
 from django.db.models import Exists, F, OuterRef, Q
 from django.utils.dateparse import parse_datetime
 
+from checkpoints_app.connections import run_statement
 from checkpoints_app.models import Checkpoint
 from core import state, write_batch
 from core.ids import system_assistant_id
@@ -670,13 +671,8 @@ def _check_budgets(thread: Thread) -> None:
 
 def start_next_run(thread_id) -> None:
     """Enqueue the oldest pending run of the thread (runs queued behind another)."""
-    pending = (
-        Run.objects.filter(thread_id=thread_id, status=Run.Status.PENDING)
-        .order_by("created_at")
-        .values_list("pk", "not_before")
-        .first()
-    )
-    send_next_run(pending)
+    sql, params = next_run_sql(thread_id)
+    send_next_run(run_statement(connection, f"SELECT {sql}", params, fetch=True)[0])
 
 
 def next_run_sql(thread_id) -> tuple[str, list]:
@@ -700,6 +696,8 @@ def send_next_run(pending: tuple | None) -> None:
     if pending is None or pending[0] is None:
         return
     run_id, not_before = pending
+    if not isinstance(run_id, uuid.UUID):  # SQLite's raw rows: the id as hex text
+        run_id = uuid.UUID(run_id)
     if isinstance(not_before, str):  # SQLite returns a subquery's datetime as UTC text
         not_before = parse_datetime(not_before).replace(tzinfo=UTC)
     delay = (not_before - now()).total_seconds() if not_before else 0

@@ -214,3 +214,18 @@ async def test_the_saver_works_inside_asgi_requests(threaded_saver, async_client
     latest = await threaded_saver.aget_tuple({"configurable": {"thread_id": "web-1"}})
     assert latest.checkpoint["channel_values"]["turns"] == 2
     assert opened.strays() == []
+
+
+def test_a_numbered_statement_runs_as_its_percent_s_form(db, on_postgres):
+    """run_statement's ``numbered`` (PostgreSQL): the %s placeholders made $1, $2, ...
+    once per text (a literal %% stays a %), and the same rows as psycopg's own
+    conversion gives."""
+    from checkpoints_app.connections import _numbered, run_statement
+
+    statement = "SELECT %s::int + %s::int, 'a%%b', %s::text"
+    assert _numbered(statement) == "SELECT $1::int + $2::int, 'a%b', $3::text"
+    params = [2, 3, "x"]
+    for numbered in (False, True, True):  # the last one from the cached cursor
+        assert run_statement(connection, statement, params, fetch=True, numbered=numbered) == [
+            (5, "a%b", "x")
+        ]
