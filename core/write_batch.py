@@ -79,7 +79,6 @@ class Batch:
     writes: list[_Write] = field(default_factory=list)
     checks: list[_Check] = field(default_factory=list)
     undo: list[Callable[[], None]] = field(default_factory=list)
-    sending: bool = False
     alone: bool = False  # the block is the transaction (see atomic)
 
     def compare(
@@ -132,7 +131,11 @@ class Batch:
         # BEGIN; psycopg sends no COMMIT for a transaction never begun).
         raw = self.connection.connection  # (atomic connected it)
         alone = last and self.alone and raw.info.transaction_status == TransactionStatus.IDLE
-        self.sending = True
+        # This batch's execute wrapper is off while it sends (nothing to send first), so
+        # that the statement takes run_statement's unwatched way unless others watch.
+        wrappers = self.connection.execute_wrappers
+        position = wrappers.index(self)
+        del wrappers[position]
         try:
             if alone:
                 with self.connection.wrap_database_errors:
@@ -143,7 +146,7 @@ class Batch:
                 self.connection, sql, params, prepare=True, fetch=True, numbered=True
             )
         finally:
-            self.sending = False
+            wrappers.insert(position, self)
             if alone and not raw.closed:
                 with self.connection.wrap_database_errors:
                     raw.autocommit = False
@@ -158,7 +161,7 @@ class Batch:
 
     def __call__(self, execute, sql, params, many, context):
         """The execute wrapper: any other statement first sends the queue."""
-        if self.writes and not self.sending:
+        if self.writes:
             self.send()
         return execute(sql, params, many, context)
 
