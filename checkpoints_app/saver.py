@@ -26,8 +26,8 @@ pool; ``a*`` methods run in the event loop's executor) it borrows a connection f
 small process-wide pool, installs it as the thread's connection for the duration of the
 call and takes it back afterwards, so no connection is ever left open in a short-lived
 thread (under Django's own connection pool, the connection goes back to that pool after
-each call). The pool and the saver's cursors are in ``checkpoints_app.connections``
-(what they take from Django's internals, and why);
+each call). The pool is in ``checkpoints_app.connections``, the saver's cursors in
+``core.cursors`` (what they take from Django's internals, and why);
 :func:`close_pooled_connections` closes the pool's idle connections.
 
 On PostgreSQL the hot statements are prepared from their second run on a connection
@@ -75,7 +75,8 @@ except ImportError:  # pragma: no cover - another LangGraph layout
 from checkpoints_app import models
 from checkpoints_app.connections import close_pooled_connections as close_pooled_connections
 from checkpoints_app.connections import pooled_connection_count as pooled_connection_count
-from checkpoints_app.connections import run_statement, saver_connection, saver_cursor
+from checkpoints_app.connections import saver_connection
+from core.cursors import run_statement, saver_cursor
 from core.metadata import strip_nul
 
 try:

@@ -27,10 +27,25 @@ from django.db import NotSupportedError, connections, models
 from django.db.models.query import QuerySet, get_related_populators
 from django.db.transaction import TransactionManagementError
 
+from core.cursors import run_statement
+
 # Compiled once per process, for every thread: the ASGI server runs each request in a
 # thread of its own, with a connection wrapper of its own (core.asgi_handler), so SQL kept
 # on the wrapper was compiled again at each request. Nothing in them changes once built.
 _compiled: dict[tuple[object, str], "RowLoader | RowWhere"] = {}
+
+
+def _first_row(connection, sql: str, params: list) -> tuple | None:
+    """The first row ``sql`` reads. On PostgreSQL it is bound on the server and prepared
+    from its second run on the connection: these are the hottest reads (an API key, a
+    thread with its session), and PostgreSQL took longer to plan their joins than to run
+    them. Values come back in text, as Django's cursor reads them."""
+    if connection.vendor == "postgresql":
+        rows = run_statement(connection, sql, params, prepare=True, fetch=True, binary=False)
+        return rows[0] if rows else None
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchone()
 
 
 class RowLoader:
@@ -59,9 +74,7 @@ class RowLoader:
     def load(self, pk: object) -> models.Model | None:
         connection = connections[self.alias]
         value = self.pk_field.get_db_prep_value(self.pk_field.to_python(pk), connection)
-        with connection.cursor() as cursor:
-            cursor.execute(self.sql, [value])
-            row = cursor.fetchone()
+        row = _first_row(connection, self.sql, [value])
         if row is None:
             return None
         values = list(row)
@@ -166,9 +179,7 @@ class RowWhere:
             prepared = field.get_db_prep_value(value, connection)
             for position in positions:
                 params[position] = prepared
-        with connection.cursor() as cursor:
-            cursor.execute(self.sql, params)
-            row = cursor.fetchone()
+        row = _first_row(connection, self.sql, params)
         if row is None:
             return None
         row = list(row)

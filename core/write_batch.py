@@ -35,7 +35,7 @@ from weakref import WeakKeyDictionary
 
 from django.db import connections, transaction
 
-from checkpoints_app.connections import run_statement
+from core.cursors import run_statement
 
 try:
     from psycopg.pq import TransactionStatus

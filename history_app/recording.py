@@ -29,8 +29,8 @@ from decimal import Decimal
 from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, router, transaction
 from django.db.models import F
 
-from checkpoints_app.connections import run_statement
 from core import realtime, state
+from core.cursors import run_statement
 from core.time import day as utc_day
 from history_app import pricing
 from history_app.models import ZERO, DailyModelUsage, DailySessionUsage, LLMCall

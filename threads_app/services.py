@@ -15,9 +15,9 @@ from django.db import connection, transaction
 from django.db.models import Exists, F, OuterRef, Q
 from django.utils.dateparse import parse_datetime
 
-from checkpoints_app.connections import run_statement
 from checkpoints_app.models import Checkpoint
 from core import state, write_batch
+from core.cursors import run_statement
 from core.ids import system_assistant_id
 from core.metadata import InvalidJSON, normalize_metadata
 from core.rowloader import one_row, row_where

@@ -7,7 +7,10 @@ from checkpoints_app.saver import DjangoSaver, close_pooled_connections
 
 @pytest.fixture(autouse=True)
 def _close_pooled_connections():
-    """Savers lend connections to other threads; close them so the test database can go."""
+    """Savers lend connections to other threads; close them so the test database can go,
+    and before the test too, so that one left open by an earlier test's runs (tests/api)
+    is not what the test finds."""
+    close_pooled_connections()
     yield
     close_pooled_connections()
 

@@ -11,6 +11,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.utils import CursorDebugWrapper
 
 from checkpoints_app import connections as saver_connections
+from core import cursors
 
 
 def test_the_wrapper_attributes_it_uses_exist(db):
@@ -78,19 +79,19 @@ def test_a_statement_runs_on_the_cached_raw_cursor_as_on_djangos(db):
         cursor.execute("SELECT 1 + %s", [1])
         expected = cursor.fetchall()
 
-    rows = saver_connections.run_statement(connection, "SELECT 1 + %s", [1], fetch=True)
+    rows = cursors.run_statement(connection, "SELECT 1 + %s", [1], fetch=True)
 
     assert [tuple(row) for row in rows] == [tuple(row) for row in expected]
-    raw, cursors, _ = connection.__dict__[saver_connections.CURSORS]
+    raw, kept, _ = connection.__dict__[cursors.CURSORS]
     assert raw is connection.connection  # kept per raw connection
-    assert cursors
+    assert kept
 
 
 def test_on_postgresql_django_still_turns_preparing_off(db, on_postgres):
     connection.ensure_connection()
     # Django sets psycopg's prepare_threshold to None; the saver relies on that to
     # prepare only its own statements (see connections._raw_cursor).
-    assert connection.connection.prepare_threshold in (None, saver_connections.NEVER)
+    assert connection.connection.prepare_threshold in (None, cursors.NEVER)
     # The debug cursor of server-side binding logs the statement composed by Django.
     assert connection.ops.compose_sql("SELECT %s", [1]) == "SELECT 1"
 

@@ -220,7 +220,7 @@ def test_a_numbered_statement_runs_as_its_percent_s_form(db, on_postgres):
     """run_statement's ``numbered`` (PostgreSQL): the %s placeholders made $1, $2, ...
     once per text (a literal %% stays a %), and the same rows as psycopg's own
     conversion gives."""
-    from checkpoints_app.connections import _numbered, run_statement
+    from core.cursors import _numbered, run_statement
 
     statement = "SELECT %s::int + %s::int, 'a%%b', %s::text"
     assert _numbered(statement) == "SELECT $1::int + $2::int, 'a%b', $3::text"

@@ -18,6 +18,7 @@ from django.db import connection, connections
 from checkpoints_app import connections as saver_connections
 from checkpoints_app.connections import pool as _pool
 from checkpoints_app.saver import DjangoSaver, pooled_connection_count
+from core import cursors
 from tests.workers import worker_env
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -111,7 +112,7 @@ def test_the_savers_pool_checks_a_connection_whose_last_use_failed(
             saver_connections.saver_connection(connection.alias) as borrowed,
             pytest.raises(Exception, match="no_such_table"),
         ):
-            saver_connections.run_statement(borrowed, "SELECT * FROM no_such_table", [])
+            cursors.run_statement(borrowed, "SELECT * FROM no_such_table", [])
 
     in_a_thread(failing_call)
     first = idle_backend_pids()
