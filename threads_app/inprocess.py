@@ -141,6 +141,37 @@ def _execute_in_run_thread(run: Run) -> tuple[str, Run | None]:
         mark_idle(connection)
 
 
+def send_next(pending: tuple | None) -> None:
+    """What the finish of a run executed here does with the run queued next on its
+    thread (its id and not_before, or None): executes it here too, in another run
+    thread, when it is due now and a slot is free, else sends it to the workers
+    (services.send_next_run). Such a run is most often a client's next on a thread its
+    last run kept busy, waited for by a request of this process or another: the
+    request follows it wherever it is executed."""
+    from threads_app.services import send_next_run
+
+    if pending is None or pending[0] is None:
+        return
+    run_id, not_before = pending
+    if not_before is not None or not reserve():
+        send_next_run(pending)
+        return
+    try:
+        claimed = runtime.claim_run(run_id, claimant())
+    except Exception:
+        release()
+        logger.warning("run %s: claiming it here failed", run_id, exc_info=True)
+        runtime.drop_broken_connection()
+        send_next_run(pending)  # the workers retry the claim
+        return
+    if claimed is None:
+        # Not to be run now (taken, cancelled, behind another run, out of attempts): a
+        # worker's claim would find the same.
+        release()
+        return
+    start(claimed)
+
+
 def execute_here(run: Run) -> tuple[str, Run | None]:
     """Execute ``run``, created claimed by ``run.claimed_by``, in this thread: its final
     status and the run as it finished, with its thread (runtime.execute_claimed), or
@@ -151,7 +182,7 @@ def execute_here(run: Run) -> tuple[str, Run | None]:
     lease, which runs out, and the sweeper gives it to a worker. The request follows
     the run meanwhile, as it follows any other."""
     try:
-        return runtime.execute_claimed(run, run.claimed_by)
+        return runtime.execute_claimed(run, run.claimed_by, send_next)
     except Exception:
         # Not the graph's error (the execution records those).
         logger.exception("run %s: executing it in the server failed", run.pk)

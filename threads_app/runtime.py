@@ -420,13 +420,15 @@ def execute_run(run_id) -> str:
     return execute_claimed(run, worker)[0]
 
 
-def execute_claimed(run: Run, worker: str) -> tuple[str, Run | None]:
+def execute_claimed(run: Run, worker: str, send_next=None) -> tuple[str, Run | None]:
     """Execute ``run``, claimed by ``worker`` (with its thread, session and workflow
     loaded): its final status as execute_run returns it, and the run as it finished,
-    with its thread (None unless it finished here), so that its output needs no read."""
+    with its thread (None unless it finished here), so that its output needs no read.
+    ``send_next``: what the finish hands the run queued next on the thread to (its id
+    and not_before, or None) instead of enqueueing it (services.send_next_run)."""
     execution = None
     try:
-        execution = Execution(run, worker)
+        execution = Execution(run, worker, send_next)
         return execution.execute(), execution.finished
     except Exception as exc:
         if not is_transient_db_error(exc):
@@ -491,10 +493,12 @@ def _cancel_request(run_id) -> tuple[str, list]:
 
 
 class Execution:
-    def __init__(self, run: Run, worker: str):
-        """``run`` as claim_run returned it: with its thread, session and workflow."""
+    def __init__(self, run: Run, worker: str, send_next=None):
+        """``run`` as claim_run returned it: with its thread, session and workflow.
+        ``send_next``: see execute_claimed."""
         self.run = run
         self.worker = worker
+        self.send_next = send_next
         self.actor = f"worker:{worker}"
         self.step = 0
         self.node = ""
@@ -707,7 +711,8 @@ class Execution:
             # the lock (a run created while we waited for it is seen), in one statement.
             pending = log.flush(next_run_sql(run.thread_id))
             lifecycle.run_finished(current, current.thread, end, actor=self.actor)
-            transaction.on_commit(lambda: send_next_run(write_batch.value(pending)))
+            send = self.send_next or send_next_run
+            transaction.on_commit(lambda: send(write_batch.value(pending)))
         self.finished = current
         return end.run_status
 
@@ -733,7 +738,7 @@ class Execution:
                 log.add(terminal_event, event, hold=True)
                 log.flush()
                 lifecycle.run_finished(run, run.thread, end, actor=self.actor)
-                transaction.on_commit(lambda: start_next_run(run.thread_id))
+                transaction.on_commit(lambda: start_next_run(run.thread_id, self.send_next))
         except state.StateConflict:
             log.buffer, log.seq = buffered, seq  # nothing was written
             return False

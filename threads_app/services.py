@@ -669,10 +669,12 @@ def _check_budgets(thread: Thread) -> None:
     check_budgets(thread.session_owner_id, thread.session_id)
 
 
-def start_next_run(thread_id) -> None:
-    """Enqueue the oldest pending run of the thread (runs queued behind another)."""
+def start_next_run(thread_id, send=None) -> None:
+    """Enqueue the oldest pending run of the thread (runs queued behind another); with
+    ``send``, hand it (its id and not_before, or None) to that instead (inprocess)."""
     sql, params = next_run_sql(thread_id)
-    send_next_run(run_statement(connection, f"SELECT {sql}", params, fetch=True)[0])
+    pending = run_statement(connection, f"SELECT {sql}", params, prepare=True, fetch=True)[0]
+    (send or send_next_run)(pending)
 
 
 def next_run_sql(thread_id) -> tuple[str, list]:

@@ -137,6 +137,52 @@ def test_a_run_behind_another_is_left_to_that_runs_finish(thread, sent, celery_w
     assert not _executed_in_a_server_run_thread(second)
 
 
+async def test_a_run_queued_behind_one_executed_here_is_executed_here_after_it(api, thread, sent):
+    """Two waited runs on one thread at once: the second is created pending behind the
+    first, and the first's finish executes it in another run thread of this process
+    (inprocess.send_next), not sending it to the workers."""
+    path = f"/api/threads/{thread.pk}/runs/wait"
+    slow = {"assistant_id": "pipeline", "input": {"steps": 2, "delay_s": 0.3}}
+    first = asyncio.ensure_future(_wait(api, path, slow))
+    while not await Run.objects.filter(thread=thread, status=Run.Status.RUNNING).aexists():
+        await asyncio.sleep(0.02)
+
+    # (Sent to the workers, it would wait for ever: this test has none.)
+    waited = _wait(api, path, {"assistant_id": "pipeline", "input": {"steps": 1}})
+    second = await asyncio.wait_for(waited, 30)
+
+    assert (await first)["steps"] == 2
+    assert second["steps"] == 1
+    runs = [run async for run in Run.objects.filter(thread=thread).order_by("created_at")]
+    assert [run.status for run in runs] == [Run.Status.SUCCESS, Run.Status.SUCCESS]
+    assert all(_executed_in_a_server_run_thread(run) for run in runs)
+    assert sent == []  # neither went to the workers
+    history = StateEvent.objects.filter(entity_id=runs[1].pk).order_by("id")
+    changes = [(event.kind, event.new["status"]) async for event in history]
+    assert changes == [("created", "pending"), ("updated", "running"), ("updated", "success")]
+    assert inprocess._taken == 0  # both slots given back
+
+
+async def test_a_run_queued_behind_goes_to_the_workers_with_every_slot_taken(
+    api, thread, sent, settings, celery_worker
+):
+    settings.STATEHOUSE_SERVER_RUN_SLOTS = 1  # the first run's
+    path = f"/api/threads/{thread.pk}/runs/wait"
+    slow = {"assistant_id": "pipeline", "input": {"steps": 2, "delay_s": 0.3}}
+    first = asyncio.ensure_future(_wait(api, path, slow))
+    while not await Run.objects.filter(thread=thread, status=Run.Status.RUNNING).aexists():
+        await asyncio.sleep(0.02)
+
+    second = await _wait(api, path, {"assistant_id": "pipeline", "input": {"steps": 1}})
+
+    assert (await first)["steps"] == 2
+    assert second["steps"] == 1
+    queued = await Run.objects.filter(thread=thread).order_by("created_at").alast()
+    # Sent when it was created (no slot to execute it here), and by the first's finish.
+    assert sent == [queued.pk, queued.pk]
+    assert not _executed_in_a_server_run_thread(queued)
+
+
 def test_a_run_whose_run_ahead_ends_before_it_is_looked_again_is_created_running(
     thread, sent, monkeypatch
 ):
