@@ -169,7 +169,13 @@ def send_next(pending: tuple | None) -> None:
         # worker's claim would find the same.
         release()
         return
-    start(claimed)
+    try:
+        start(claimed)
+    except RuntimeError:
+        # The run threads are shutting down (the process exits): the run's lease runs
+        # out and the sweeper gives it to a worker.
+        release()
+        logger.warning("run %s: claimed but not started here; left to its lease", run_id)
 
 
 def execute_here(run: Run) -> tuple[str, Run | None]:
