@@ -46,6 +46,7 @@ from django.db.utils import load_backend
 try:
     import psycopg
     import psycopg_pool
+    import psycopg_pool.base
 except ImportError:  # pragma: no cover - SQLite only
     psycopg = psycopg_pool = None
 
@@ -112,15 +113,33 @@ def _stamp_uses(pool) -> None:
     pool._configure = stamped_configure
 
 
+# How often Django's pools try to connect again while the database is away. psycopg_pool
+# waits 1 s, then 2, then 4: after a 3 s restart, a pool whose second try came just too
+# early tried again 4 s later, and the requests waiting for a connection waited that long
+# past their clients' timeouts (tests/system/test_postgres_restart.py, under load). A
+# try at a database that is down is refused at once, so every half second costs nothing.
+RECONNECT_EVERY_S = 0.5
+
+
+def retry_connecting_steadily() -> None:
+    """Make psycopg_pool try a lost connection again every RECONNECT_EVERY_S (its
+    ``AttemptWithBackoff``'s first delay, with no backoff), for every pool in the
+    process: Django's, here."""
+    psycopg_pool.base.AttemptWithBackoff.INITIAL_DELAY = RECONNECT_EVERY_S
+    psycopg_pool.base.AttemptWithBackoff.DELAY_BACKOFF = 1.0
+
+
 def check_django_pools_when_idle() -> None:
     """Give Django's psycopg pools :func:`check_when_idle` instead of psycopg_pool's check
     on every lend (what ``CONN_HEALTH_CHECKS`` makes Django pass; without it, no check),
-    their connections' making and returns noted (``_stamp_uses``).
+    their connections' making and returns noted (``_stamp_uses``), and steady tries to
+    connect again (:func:`retry_connecting_steadily`).
     Called when the app is ready; a pool Django makes again later (``close_pool`` on a
     time zone change) keeps psycopg_pool's check."""
     for wrapper in connections.all():
         if wrapper.vendor != "postgresql" or not wrapper.settings_dict["OPTIONS"].get("pool"):
             continue
+        retry_connecting_steadily()
         pool = wrapper.pool
         if pool._check is psycopg_pool.ConnectionPool.check_connection:
             pool._check = check_when_idle

@@ -152,3 +152,18 @@ def test_psycopg_pools_configure_is_the_callable_it_keeps_in_configure(db, on_po
     pool._configure = made.append
 
     assert made == [_first_lend(pool)]
+
+
+def test_psycopg_pools_reconnect_delays_come_from_the_class_attributes_it_sets(db):
+    """retry_connecting_steadily sets AttemptWithBackoff's first delay and backoff, which
+    psycopg_pool reads when a connection attempt fails: tries every half second."""
+    from psycopg_pool.base import AttemptWithBackoff
+
+    assert {"INITIAL_DELAY", "DELAY_BACKOFF", "DELAY_JITTER"} <= set(vars(AttemptWithBackoff))
+    saver_connections.retry_connecting_steadily()
+    attempt = AttemptWithBackoff(timeout=60)
+    delays = []
+    for now in (0.0, 1.0, 2.0, 3.0):
+        attempt.update_delay(now)
+        delays.append(attempt.delay)
+    assert all(0.4 <= delay <= 0.6 for delay in delays), delays
