@@ -160,6 +160,14 @@ def mark_idle(wrapper: BaseDatabaseWrapper) -> None:
     setattr(wrapper, RELEASED_AT, time.monotonic())
 
 
+def left_in_transaction(wrapper: BaseDatabaseWrapper) -> bool:
+    """Whether a bug left ``wrapper`` inside a transaction: a kept connection in that
+    state is closed, never used again."""
+    return wrapper.in_atomic_block or (
+        wrapper.connection is not None and not wrapper.get_autocommit()
+    )
+
+
 def close_if_broken(wrapper: BaseDatabaseWrapper) -> None:
     """Before a kept connection is used again: close it if it may be broken
     (_needs_check: idle a while, an error, something from the server) and a check (a
@@ -238,10 +246,8 @@ class ConnectionPool:
         return wrapper
 
     def release(self, alias: str, wrapper: BaseDatabaseWrapper) -> None:
-        if wrapper.in_atomic_block or (
-            wrapper.connection is not None and not wrapper.get_autocommit()
-        ):
-            wrapper.close()  # left in a transaction by a bug: never lend it again
+        if left_in_transaction(wrapper):
+            wrapper.close()  # never lend it again
             return
         if wrapper.settings_dict["OPTIONS"].get("pool"):
             wrapper.close()  # back to Django's pool; the wrapper itself is kept

@@ -42,7 +42,12 @@ from django.conf import settings
 from django.db import connection
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from checkpoints_app.connections import close_if_broken, mark_idle, own_connection
+from checkpoints_app.connections import (
+    close_if_broken,
+    left_in_transaction,
+    mark_idle,
+    own_connection,
+)
 from threads_app import runtime
 from threads_app.models import Run
 
@@ -134,10 +139,8 @@ def _execute_in_run_thread(run: Run) -> tuple[str, Run | None]:
     try:
         return execute_here(run)
     finally:
-        if connection.in_atomic_block or (
-            connection.connection is not None and not connection.get_autocommit()
-        ):
-            connection.close()  # left in a transaction by a bug: not kept
+        if left_in_transaction(connection):
+            connection.close()  # not kept
         mark_idle(connection)
 
 

@@ -194,15 +194,15 @@ class Heartbeat(threading.Thread):
         self.worker = worker
         self.stopped = threading.Event()
         self.lease_lost = False
-        self.beats = 0
 
     def run(self) -> None:
+        connected = False
         try:
             while not self.stopped.wait(heartbeat_seconds()):
-                if self.beats == 0:
+                if not connected:
                     # Not one of the pool's: the heartbeat keeps it as long as the run.
                     own_connection()
-                self.beats += 1
+                    connected = True
                 try:
                     self.beat()
                 except Exception:
